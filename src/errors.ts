@@ -15,6 +15,7 @@ export type TdbErrorCode =
   | "E_POSITION_RANGE"
   | "E_UNSUPPORTED_GRAPH"
   | "E_HOOK_UNAVAILABLE"
+  | "E_NOT_CACHED"
   | "E_ONNX_DECODE"
   | "E_ONNX_INVALID"
   | "E_MISSING_FILE"

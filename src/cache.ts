@@ -1,0 +1,63 @@
+/**
+ * The activation cache of a trace, keyed by TransformerLens hook name.
+ *
+ * @module
+ */
+import type { Activation } from "./activation.js";
+import { TdbError, formatAllowed } from "./errors.js";
+import { parseHookName, resolveHookAlias, type HookName } from "./hooks/names.js";
+
+/**
+ * Activations by hook name, in forward order.
+ *
+ * @example
+ * ```ts
+ * const t = await model.trace("Hello world");
+ * t.cache.get("blocks.0.attn.hook_pattern").dims; // [1, 4, 3, 3]
+ * t.cache.get("pattern", -1);                      // same hook kind, last layer
+ * [...t.cache.keys()];                             // every cached hook name
+ * ```
+ */
+export class ActivationCache {
+  constructor(
+    private readonly entries: ReadonlyMap<HookName, Activation>,
+    private readonly nLayers: number,
+  ) {}
+
+  /**
+   * The activation of a hook, by full name or by `(alias, layer)` shorthand (negative layers
+   * count from the end). Throws `E_UNKNOWN_HOOK` for names that do not exist and `E_NOT_CACHED`
+   * for real hooks that this trace did not cache.
+   */
+  get(name: HookName | string, layer?: number): Activation {
+    const full = layer === undefined && name.includes("hook_") ? parseHookName(name, this.nLayers).name : resolveHookAlias(name, layer, this.nLayers);
+    const a = this.entries.get(full);
+    if (!a) {
+      throw new TdbError("E_NOT_CACHED", `${full} was not cached in this trace; cached: ${formatAllowed([...this.entries.keys()])}`, {
+        value: full,
+        allowed: [...this.entries.keys()],
+      });
+    }
+    return a;
+  }
+
+  /** Whether the hook is in this cache. */
+  has(name: string): boolean {
+    return this.entries.has(name as HookName);
+  }
+
+  /** Cached hook names, in forward order. */
+  keys(): IterableIterator<HookName> {
+    return this.entries.keys();
+  }
+
+  /** Number of cached hooks. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** `[name, activation]` pairs in forward order. */
+  [Symbol.iterator](): IterableIterator<[HookName, Activation]> {
+    return this.entries.entries();
+  }
+}

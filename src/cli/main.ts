@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+/**
+ * The `tdb` command line. Subcommands load lazily, so `tdb --help` never loads onnxruntime.
+ *
+ * Exit codes: 0 success, 1 a typed tdb-js error (printed, or as JSON with `--json`),
+ * 2 a usage error, 70 an unexpected internal error.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { TdbError } from "../errors.js";
+
+const USAGE = `tdb: look inside transformers.js language models
+
+Usage:
+  tdb trace "<prompt>" [--model dir|hub-id] [--hooks name,name|all] [--top k] [--no-bos] [--json]
+  tdb --help | --version
+
+Options:
+  --model   model directory or hub id (default: the embedded tiny GPT-2, generated on first use)
+  --hooks   comma-separated hook names to cache, or "all" (default: all)
+  --top     number of next-token predictions to print (default: 10)
+  --no-bos  do not prepend the BOS token
+  --json    machine-readable output (schema tdb.trace/1, see docs/cli.md)
+
+Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal error.`;
+
+/** A usage error: bad flags or arguments. */
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        model: { type: "string" },
+        hooks: { type: "string" },
+        top: { type: "string" },
+        "no-bos": { type: "boolean" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean" },
+      },
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    const { createRequire } = await import("node:module");
+    const pkg = createRequire(import.meta.url)("../../package.json") as { version: string };
+    console.log(pkg.version);
+    return 0;
+  }
+  const [command, ...rest] = positionals;
+  if (values.help || command === undefined || command === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  switch (command) {
+    case "trace": {
+      if (rest.length !== 1) throw new UsageError(`trace takes exactly one prompt argument, got ${rest.length}`);
+      const top = values.top === undefined ? 10 : Number(values.top);
+      if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${values.top}`);
+      const { runTrace } = await import("./trace-command.js");
+      return runTrace({
+        prompt: rest[0]!,
+        model: values.model,
+        hooks: values.hooks,
+        top,
+        prependBos: !values["no-bos"],
+        json: values.json ?? false,
+      });
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace`);
+  }
+}
+
+const json = process.argv.includes("--json");
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      console.error(`tdb: ${err.message}\n\n${USAGE}`);
+      process.exitCode = 2;
+    } else if (err instanceof TdbError) {
+      if (json) console.log(JSON.stringify({ error: err.toJSON() }, null, 2));
+      else console.error(`tdb: ${err.code}: ${err.message}`);
+      process.exitCode = 1;
+    } else {
+      console.error(err);
+      process.exitCode = 70;
+    }
+  },
+);

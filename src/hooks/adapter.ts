@@ -1,0 +1,91 @@
+/**
+ * What an architecture adapter tells the rest of tdb-js: where each hook lives in the ONNX
+ * graph, which hooks it could not find (and why), and the weights users analyse.
+ *
+ * @module
+ */
+import type { HookName } from "./names.js";
+import type { OnnxGraph } from "../onnx/graph.js";
+import type { HostTensor } from "../onnx/tensor.js";
+
+/** How a hook's tensor is obtained from the graph. */
+export type HookSource =
+  /** An existing tensor, exposed through an Identity tap. */
+  | { kind: "tap"; value: string; broadcastBatch?: boolean }
+  /** A tensor computed by nodes the adapter adds on request (e.g. per-head results). */
+  | { kind: "computed"; build: (g: OnnxGraph) => string };
+
+/** The result of hook discovery on one graph. */
+export interface HookMap {
+  /** Hooks found, in forward order. */
+  readonly sources: ReadonlyMap<HookName, HookSource>;
+  /** Hooks the graph does not let us reach, with the reason (e.g. a fused op). */
+  readonly unavailable: ReadonlyMap<HookName, string>;
+  /** Number of transformer blocks found. */
+  readonly nLayers: number;
+}
+
+/** Per-layer weights in TransformerLens layout (Float32, row-major). */
+export interface LayerWeights {
+  /** [n_head, d_model, d_head] */
+  W_Q: HostTensor;
+  W_K: HostTensor;
+  W_V: HostTensor;
+  /** [n_head, d_head] */
+  b_Q: HostTensor;
+  b_K: HostTensor;
+  b_V: HostTensor;
+  /** [n_head, d_head, d_model] */
+  W_O: HostTensor;
+  /** [d_model] */
+  b_O: HostTensor;
+  /** [d_model, d_mlp] */
+  W_in: HostTensor;
+  /** [d_mlp] */
+  b_in: HostTensor;
+  /** [d_mlp, d_model] */
+  W_out: HostTensor;
+  /** [d_model] */
+  b_out: HostTensor;
+  /** LayerNorm weights and biases [d_model]. */
+  ln1_w: HostTensor;
+  ln1_b: HostTensor;
+  ln2_w: HostTensor;
+  ln2_b: HostTensor;
+}
+
+/** The weights of a whole model in TransformerLens layout. */
+export interface ModelWeights {
+  /** Token embeddings [d_vocab, d_model]. */
+  W_E: HostTensor;
+  /** Position embeddings [n_ctx, d_model]. */
+  W_pos: HostTensor;
+  /** Unembedding [d_model, d_vocab]. */
+  W_U: HostTensor;
+  /** Unembedding bias [d_vocab] (zeros for GPT-2). */
+  b_U: HostTensor;
+  lnf_w: HostTensor;
+  lnf_b: HostTensor;
+  blocks: LayerWeights[];
+}
+
+/** Dimensions an adapter needs to know to find hooks by shape. */
+export interface ArchDims {
+  nLayers: number;
+  nHeads: number;
+  dModel: number;
+  dHead: number;
+  dMlp: number;
+  nCtx: number;
+  dVocab: number;
+}
+
+/** An architecture adapter: a table of patterns plus the code to apply them. */
+export interface ArchitectureAdapter {
+  /** `model_type` values of config.json this adapter understands. */
+  readonly modelTypes: readonly string[];
+  /** Finds hook points in the graph. Never throws for missing hooks: lists them as unavailable. */
+  discover(g: OnnxGraph, dims: ArchDims): HookMap;
+  /** Reads the analysis weights from the graph initializers. */
+  weights(g: OnnxGraph, dims: ArchDims): ModelWeights;
+}

@@ -1,0 +1,283 @@
+/**
+ * GPT-2 architecture adapter. Hook points are found by pattern under each block's name scope
+ * (`<prefix>/h.N/...`) and by the structure around them (which Add reads which branch, which
+ * Gather reads the embedding table), not by exact node names, so that exports from other
+ * exporter versions map as well. A tensor that is not reachable (e.g. attention inside a fused
+ * `Attention` op) is reported as unavailable with the reason, and the rest still work.
+ *
+ * @module
+ */
+import type { NodeProto } from "onnx-buf";
+import { TdbError } from "../errors.js";
+import type { OnnxGraph } from "../onnx/graph.js";
+import { tensorFromProto, type HostTensor } from "../onnx/tensor.js";
+import type { ArchDims, ArchitectureAdapter, HookMap, HookSource, LayerWeights, ModelWeights } from "./adapter.js";
+import { addPerHeadResult } from "./per-head-result.js";
+import { hookNamesFor, type HookName } from "./names.js";
+
+const BLOCK_RE = /^(.*\/h\.(\d+))\//;
+
+interface Found {
+  sources: Map<HookName, HookSource>;
+  unavailable: Map<HookName, string>;
+}
+
+/** Block scopes by layer, e.g. 3 -> "/transformer/h.3". */
+export function findBlockScopes(g: OnnxGraph): Map<number, string> {
+  const scopes = new Map<number, string>();
+  for (const n of g.nodes) {
+    const m = BLOCK_RE.exec(n.name);
+    if (m) scopes.set(Number(m[2]), m[1]!);
+  }
+  return scopes;
+}
+
+const inScope = (n: NodeProto, scope: string) => n.name.startsWith(scope + "/");
+const directChild = (n: NodeProto, scope: string) => inScope(n, scope) && !n.name.slice(scope.length + 1).includes("/");
+
+function firstOp(g: OnnxGraph, scope: string, op: string): NodeProto | undefined {
+  return g.nodesInScope(scope).find((n) => n.opType === op);
+}
+
+/** Follows single consumers through ops that do not change values (Cast, Identity). */
+function skipPassThrough(g: OnnxGraph, value: string): string {
+  let v = value;
+  for (;;) {
+    const cs = g.consumers(v);
+    const c = cs.length === 1 ? cs[0] : undefined;
+    if (!c || (c.opType !== "Cast" && c.opType !== "Identity")) return v;
+    v = c.output[0]!;
+  }
+}
+
+function fusedReason(g: OnnxGraph, scope: string): string {
+  const ops = [...new Set(g.nodesInScope(scope).map((n) => n.opType))];
+  const fused = ops.filter((o) => ["LayerNormalization", "SkipLayerNormalization", "Attention", "MultiHeadAttention", "FastGelu", "Gelu", "BiasGelu"].includes(o));
+  return fused.length ? `fused op ${fused.join("/")} under ${scope} hides this tensor` : `no matching node under ${scope}`;
+}
+
+function setTap(f: Found, name: HookName, value: string | undefined, reason: () => string, broadcastBatch = false): void {
+  if (value) f.sources.set(name, { kind: "tap", value, broadcastBatch });
+  else f.unavailable.set(name, reason());
+}
+
+function lnScale(g: OnnxGraph, scope: string): string | undefined {
+  return firstOp(g, scope, "Sqrt")?.output[0];
+}
+
+/** The value that flows from nodes inside `scope` to a node outside it. */
+function scopeOutput(g: OnnxGraph, scope: string): string | undefined {
+  for (const n of g.nodesInScope(scope)) {
+    for (const o of n.output) if (g.consumers(o).some((c) => !inScope(c, scope))) return o;
+  }
+  return undefined;
+}
+
+/** The non-constant value produced outside `scope` that nodes inside it read. */
+function scopeInput(g: OnnxGraph, scope: string): string | undefined {
+  for (const n of g.nodesInScope(scope)) {
+    for (const i of n.input) {
+      if (!i || g.initializer(i)) continue;
+      const p = g.producer(i);
+      if (p && !inScope(p, scope) && p.opType !== "Constant") return i;
+    }
+  }
+  return undefined;
+}
+
+function discoverBlock(g: OnnxGraph, dims: ArchDims, layer: number, scope: string, f: Found): void {
+  const h = (s: string) => `blocks.${layer}.${s}` as HookName;
+  setTap(f, h("ln1.hook_scale"), lnScale(g, `${scope}/ln_1`), () => fusedReason(g, `${scope}/ln_1`));
+  setTap(f, h("ln2.hook_scale"), lnScale(g, `${scope}/ln_2`), () => fusedReason(g, `${scope}/ln_2`));
+
+  // Attention: Split(q, k, v) -> Reshape [B,S,H,dh] each; Softmax input/output; MatMul(pattern, v) -> Transpose.
+  const attn = `${scope}/attn`;
+  const split = g.nodesInScope(attn).find((n) => n.opType === "Split" && n.output.length === 3);
+  const heads = split?.output.map((o) => g.consumers(o).find((c) => c.opType === "Reshape")?.output[0]);
+  const qkvReason = () => fusedReason(g, attn);
+  setTap(f, h("attn.hook_q"), heads?.[0], qkvReason);
+  setTap(f, h("attn.hook_k"), heads?.[1], qkvReason);
+  setTap(f, h("attn.hook_v"), heads?.[2], qkvReason);
+  const softmax = firstOp(g, attn, "Softmax");
+  setTap(f, h("attn.hook_attn_scores"), softmax?.input[0], qkvReason);
+  setTap(f, h("attn.hook_pattern"), softmax?.output[0], qkvReason);
+  let z: string | undefined;
+  if (softmax) {
+    const mm = g.consumers(skipPassThrough(g, softmax.output[0]!)).find((c) => c.opType === "MatMul");
+    z = mm ? g.consumers(mm.output[0]!).find((c) => c.opType === "Transpose")?.output[0] : undefined;
+  }
+  setTap(f, h("attn.hook_z"), z, qkvReason);
+  const cProj = g.nodesInScope(`${attn}/c_proj`).find((n) => n.opType === "Gemm" || n.opType === "MatMul");
+  const wO = cProj?.input[1];
+  if (z && wO && g.initializer(wO)) {
+    const zName = z;
+    f.sources.set(h("attn.hook_result"), { kind: "computed", build: (gg) => addPerHeadResult(gg, zName, wO, layer, dims.nHeads) });
+  } else {
+    f.unavailable.set(h("attn.hook_result"), z ? `no c_proj weight initializer under ${attn}/c_proj` : qkvReason());
+  }
+
+  // Residual stream: the two Adds directly under the block scope, in graph order.
+  const adds = g.nodes.filter((n) => n.opType === "Add" && directChild(n, scope));
+  const [mid, post] = adds;
+  const attnOut = mid?.input.find((i) => { const p = g.producer(i); return p !== undefined && inScope(p, attn); });
+  const residPre = mid?.input.find((i) => i !== attnOut);
+  const mlpOut = post?.input.find((i) => { const p = g.producer(i); return p !== undefined && inScope(p, `${scope}/mlp`); });
+  const residReason = () => `residual Adds directly under ${scope} not found (found ${adds.length})`;
+  setTap(f, h("hook_resid_pre"), attnOut ? residPre : undefined, residReason);
+  setTap(f, h("hook_attn_out"), attnOut, residReason);
+  setTap(f, h("hook_resid_mid"), mid?.output[0], residReason);
+  setTap(f, h("hook_mlp_out"), mlpOut, residReason);
+  setTap(f, h("hook_resid_post"), mlpOut ? post?.output[0] : undefined, residReason);
+
+  const act = `${scope}/mlp/act`;
+  setTap(f, h("mlp.hook_pre"), scopeInput(g, act), () => fusedReason(g, `${scope}/mlp`));
+  setTap(f, h("mlp.hook_post"), scopeOutput(g, act), () => fusedReason(g, `${scope}/mlp`));
+}
+
+/** Gathers reading an initializer table with `rows` rows. */
+function embeddingGather(g: OnnxGraph, rows: number, prefer: RegExp): NodeProto | undefined {
+  const cands = g.nodes.filter((n) => {
+    if (n.opType !== "Gather") return false;
+    const t = g.initializer(n.input[0] ?? "");
+    return t !== undefined && t.dims.length === 2 && Number(t.dims[0]) === rows;
+  });
+  return cands.find((n) => prefer.test(n.name)) ?? cands[0];
+}
+
+function discover(g: OnnxGraph, dims: ArchDims): HookMap {
+  const f: Found = { sources: new Map(), unavailable: new Map() };
+  const scopes = findBlockScopes(g);
+  const wte = embeddingGather(g, dims.dVocab, /wte/);
+  const wpe = embeddingGather(g, dims.nCtx, /wpe/);
+  const embReason = () => "no Gather over an embedding initializer (fused EmbedLayerNormalization?)";
+  setTap(f, "hook_embed", wte?.output[0], embReason);
+  setTap(f, "hook_pos_embed", wpe?.output[0], embReason, true);
+  for (let l = 0; l < dims.nLayers; l++) {
+    const scope = scopes.get(l);
+    if (scope) {
+      discoverBlock(g, dims, l, scope, f);
+    } else {
+      for (const name of hookNamesFor(dims.nLayers)) {
+        if (name.startsWith(`blocks.${l}.`)) f.unavailable.set(name, `no nodes under a block scope .../h.${l}/`);
+      }
+    }
+  }
+  const lnf = g.nodes.find((n) => n.opType === "Sqrt" && /\/ln_f\//.test(n.name));
+  setTap(f, "ln_final.hook_scale", lnf?.output[0], () => "no decomposed ln_f (Sqrt under .../ln_f/)");
+
+  // Keep the table's order.
+  const ordered = new Map<HookName, HookSource>();
+  for (const name of hookNamesFor(dims.nLayers)) {
+    const s = f.sources.get(name);
+    if (s) ordered.set(name, s);
+  }
+  return { sources: ordered, unavailable: f.unavailable, nLayers: dims.nLayers };
+}
+
+function init(g: OnnxGraph, name: string | undefined, what: string): HostTensor {
+  const t = name ? g.initializer(name) : undefined;
+  if (!t) {
+    throw new TdbError("E_UNSUPPORTED_GRAPH", `cannot read weight ${what}: no float initializer found (quantized or fused graph?)`, {
+      value: what,
+    });
+  }
+  const h = tensorFromProto(t);
+  if (h.type !== "float32") {
+    throw new TdbError("E_UNSUPPORTED_GRAPH", `weight ${what} is ${h.type}; analysis weights need float32`, { value: h.type, allowed: ["float32"] });
+  }
+  return h;
+}
+
+/** Reads a Conv1D (Gemm/MatMul + bias) under a scope: weight [in, out] and bias [out]. */
+function conv1d(g: OnnxGraph, scope: string): { w: HostTensor; b: HostTensor } {
+  const mm = g.nodesInScope(scope).find((n) => n.opType === "Gemm" || n.opType === "MatMul");
+  const w = init(g, mm?.input[1], `${scope} weight`);
+  let bias = mm?.opType === "Gemm" ? mm.input[2] : undefined;
+  if (!bias) bias = g.nodesInScope(scope).find((n) => n.opType === "Add" && n.input.some((i) => g.initializer(i)))?.input.find((i) => g.initializer(i));
+  return { w, b: init(g, bias, `${scope} bias`) };
+}
+
+/** LayerNorm affine parameters: the initializer read by the scope's Mul and by its last Add. */
+function lnParams(g: OnnxGraph, scope: string): { w: HostTensor; b: HostTensor } {
+  const nodes = g.nodesInScope(scope);
+  const mul = nodes.find((n) => n.opType === "Mul" && n.input.some((i) => g.initializer(i)));
+  const adds = nodes.filter((n) => n.opType === "Add" && n.input.some((i) => g.initializer(i) && g.initializer(i)!.dims.length === 1 && Number(g.initializer(i)!.dims[0]) > 1));
+  const ln = nodes.find((n) => n.opType === "LayerNormalization");
+  return {
+    w: init(g, ln?.input[1] ?? mul?.input.find((i) => g.initializer(i)), `${scope} weight`),
+    b: init(g, ln?.input[2] ?? adds[adds.length - 1]?.input.find((i) => g.initializer(i)), `${scope} bias`),
+  };
+}
+
+/** Splits [d_model, n*d_head] columns into [n_head, d_model, d_head]. */
+function splitHeadsIn(w: Float32Array, dModel: number, cols: number, offset: number, nHeads: number, dHead: number): HostTensor {
+  const out = new Float32Array(nHeads * dModel * dHead);
+  for (let h = 0; h < nHeads; h++) {
+    for (let i = 0; i < dModel; i++) {
+      for (let j = 0; j < dHead; j++) out[(h * dModel + i) * dHead + j] = w[i * cols + offset + h * dHead + j]!;
+    }
+  }
+  return { type: "float32", data: out, dims: [nHeads, dModel, dHead] };
+}
+
+function weights(g: OnnxGraph, dims: ArchDims): ModelWeights {
+  const scopes = findBlockScopes(g);
+  const { nHeads: H, dModel: D, dHead: dh } = dims;
+  const blocks: LayerWeights[] = [];
+  for (let l = 0; l < dims.nLayers; l++) {
+    const s = scopes.get(l);
+    if (!s) throw new TdbError("E_UNSUPPORTED_GRAPH", `block ${l} not found in the graph`, { value: l, allowed: [...scopes.keys()] });
+    const qkv = conv1d(g, `${s}/attn/c_attn`);
+    const o = conv1d(g, `${s}/attn/c_proj`);
+    const fc = conv1d(g, `${s}/mlp/c_fc`);
+    const proj = conv1d(g, `${s}/mlp/c_proj`);
+    const ln1 = lnParams(g, `${s}/ln_1`);
+    const ln2 = lnParams(g, `${s}/ln_2`);
+    const w = qkv.w.data as Float32Array;
+    const b = qkv.b.data as Float32Array;
+    const bias = (k: number): HostTensor => ({ type: "float32", data: b.slice(k * D, (k + 1) * D), dims: [H, dh] });
+    blocks.push({
+      W_Q: splitHeadsIn(w, D, 3 * D, 0, H, dh),
+      W_K: splitHeadsIn(w, D, 3 * D, D, H, dh),
+      W_V: splitHeadsIn(w, D, 3 * D, 2 * D, H, dh),
+      b_Q: bias(0),
+      b_K: bias(1),
+      b_V: bias(2),
+      // c_proj rows are ordered (head, d_head): a reshape, no copy.
+      W_O: { type: "float32", data: o.w.data, dims: [H, dh, D] },
+      b_O: o.b,
+      W_in: fc.w,
+      b_in: fc.b,
+      W_out: proj.w,
+      b_out: proj.b,
+      ln1_w: ln1.w,
+      ln1_b: ln1.b,
+      ln2_w: ln2.w,
+      ln2_b: ln2.b,
+    });
+  }
+  const wte = embeddingGather(g, dims.dVocab, /wte/);
+  const wpe = embeddingGather(g, dims.nCtx, /wpe/);
+  const lnfScope = g.nodes.find((n) => /\/ln_f\//.test(n.name))?.name.replace(/\/ln_f\/.*$/, "/ln_f");
+  const lnf = lnParams(g, lnfScope ?? "/transformer/ln_f");
+  const unembed = g.nodes.find((n) => n.opType === "MatMul" && g.outputNames().includes(n.output[0]!));
+  const W_U = init(g, unembed?.input[1], "unembedding (MatMul producing logits)");
+  return {
+    W_E: init(g, wte?.input[0], "token embedding"),
+    W_pos: init(g, wpe?.input[0], "position embedding"),
+    W_U,
+    b_U: { type: "float32", data: new Float32Array(dims.dVocab), dims: [dims.dVocab] },
+    lnf_w: lnf.w,
+    lnf_b: lnf.b,
+    blocks,
+  };
+}
+
+/**
+ * The GPT-2 adapter (Hugging Face `GPT2LMHeadModel` exported to ONNX by TorchScript/optimum).
+ */
+export const gpt2Adapter: ArchitectureAdapter = {
+  modelTypes: ["gpt2"],
+  discover,
+  weights,
+};

@@ -1,0 +1,437 @@
+/**
+ * `Model`: a tokenizer, a config and an ONNX graph patched so that hooks become graph outputs.
+ *
+ * @module
+ */
+import type { PreTrainedTokenizer } from "@huggingface/transformers";
+import type { ModelProto } from "onnx-buf";
+import { Activation } from "./activation.js";
+import { ActivationCache } from "./cache.js";
+import { parseConfig, type ModelConfig } from "./config.js";
+import { TdbError, formatAllowed } from "./errors.js";
+import type { ArchitectureAdapter, HookMap, ModelWeights } from "./hooks/adapter.js";
+import { gpt2Adapter } from "./hooks/gpt2.js";
+import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "./hooks/names.js";
+import { readText, type ModelFiles } from "./io/files.js";
+import { cloneStructure } from "./onnx/clone.js";
+import { resolveExternalData } from "./onnx/external.js";
+import { OnnxGraph } from "./onnx/graph.js";
+import { decodeModel, encodeModel } from "./onnx/proto.js";
+import { addTapOutput, inlineIfBranch, pruneDeadNodes, removeUnusedInputs } from "./onnx/surgery.js";
+import type { HostTensor } from "./onnx/tensor.js";
+import { padBatch, type TokenBatch } from "./batch.js";
+import { createSession, type Device, type OptimizationLevel, type Session } from "./runtime/ort.js";
+import { Trace, type TokenCodec } from "./trace.js";
+import { loadTokenizer } from "./tokenizer.js";
+
+/** Adapters by config `model_type`. */
+const ADAPTERS: readonly ArchitectureAdapter[] = [gpt2Adapter];
+
+/** ONNX file names tried in order for each dtype, as transformers.js names them. */
+const ONNX_FILES = {
+  fp32: ["onnx/model.onnx", "onnx/decoder_model_merged.onnx", "onnx/decoder_model.onnx", "model.onnx"],
+} as const;
+
+/** Weight dtypes tdb-js can hook today. */
+export type Dtype = keyof typeof ONNX_FILES;
+
+/** Which hooks to cache: names, a predicate over names, or `"all"` (every non-opt-in hook). */
+export type HookSelector = "all" | readonly string[] | ((name: HookName) => boolean);
+
+/** Options for {@link Model.load}. */
+export interface LoadOptions {
+  /** Weight dtype; selects the ONNX file. [default: "fp32"] */
+  dtype?: Dtype;
+  /** Execution device. [default: "cpu"] */
+  device?: Device;
+  /** Hooks to build the first patched session for, at load time. [default: none until the first trace] */
+  hooks?: HookSelector;
+  /** Download cache for hub ids. [default: transformers.js `env.cacheDir`] */
+  cacheDir?: string;
+  /** Hub revision. [default: "main"] */
+  revision?: string;
+  /** onnxruntime graph optimization level. [default: "all"] */
+  optimizationLevel?: OptimizationLevel;
+  /** Patched sessions kept alive at once (each holds the weights). [default: 2] */
+  maxSessions?: number;
+  /** Read files through this adapter instead of the filesystem or the hub. */
+  files?: ModelFiles;
+}
+
+/** Options for {@link Model.trace}. */
+export interface TraceOptions {
+  /** Hooks to cache. [default: "all"] */
+  hooks?: HookSelector;
+  /** Keep only these positions (negative counts from the end) on `pos`/`query_pos` axes. */
+  positions?: readonly number[];
+  /** Prepend the BOS token to string prompts, as TransformerLens does. [default: true] */
+  prependBos?: boolean;
+}
+
+/** A prompt, a batch of prompts, a token row, or a batch of token rows. */
+export type ModelInput = string | readonly string[] | readonly number[] | readonly (readonly number[])[];
+
+interface PatchedSession {
+  hooks: ReadonlySet<HookName>;
+  /** Hook name -> graph output name. */
+  outputs: ReadonlyMap<HookName, string>;
+  session: Session;
+}
+
+async function loadFiles(idOrDir: string, opts: LoadOptions): Promise<ModelFiles> {
+  if (opts.files) return opts.files;
+  const { existsSync } = await import("node:fs");
+  if (existsSync(idOrDir)) return (await import("./io/node-files.js")).directoryFiles(idOrDir);
+  const hub = await import("./io/hub.js");
+  if (!hub.isHubId(idOrDir)) {
+    throw new TdbError("E_MISSING_FILE", `${JSON.stringify(idOrDir)} is neither an existing directory nor a hub id (owner/name)`, {
+      value: idOrDir,
+      allowed: ["a local model directory", "a hub id like onnx-community/gpt2-ONNX"],
+    });
+  }
+  return hub.hubFiles(idOrDir, { cacheDir: opts.cacheDir, revision: opts.revision });
+}
+
+/**
+ * Removes what tracing never uses from a transformers.js decoder: the `If` on
+ * `use_cache_branch` (keeping the no-cache branch) and past-key-value inputs.
+ */
+function flattenDecoder(model: ModelProto): ModelProto {
+  const g = OnnxGraph.fromModel(model);
+  const ifNode = g.nodes.find((n) => n.opType === "If" && g.inputNames().includes(n.input[0]!));
+  if (ifNode) {
+    inlineIfBranch(g, ifNode, "else");
+    removeUnusedInputs(g);
+    pruneDeadNodes(g);
+  }
+  return g.model;
+}
+
+/**
+ * A language model with hookable internals.
+ *
+ * @example
+ * ```ts
+ * import { Model } from "tdb-js";
+ * const model = await Model.load("./models/tiny-gpt2");
+ * const t = await model.trace("The quick brown fox");
+ * console.log(t.topK(3), t.cache.get("blocks.0.mlp.hook_post").dims);
+ * ```
+ */
+export class Model {
+  private readonly sessions: PatchedSession[] = [];
+  private baseline: Promise<Session> | undefined;
+  private weightsCache: ModelWeights | undefined;
+  private readonly codec: TokenCodec;
+
+  private constructor(
+    /** Model dimensions and the raw config.json. */
+    readonly config: ModelConfig,
+    /** The transformers.js tokenizer. */
+    readonly tokenizer: PreTrainedTokenizer,
+    /** Hook discovery result: where each hook lives and which are unavailable. */
+    readonly hookMap: HookMap,
+    private readonly adapter: ArchitectureAdapter,
+    /** The flattened, unpatched graph. */
+    private readonly base: ModelProto,
+    private readonly opts: LoadOptions,
+  ) {
+    this.codec = { toSingleToken: (s) => this.toSingleToken(s), decodeToken: (id) => this.decodeToken(id) };
+  }
+
+  /**
+   * Loads a model from a local directory (`config.json`, `tokenizer.json`,
+   * `tokenizer_config.json`, `onnx/model.onnx`) or a Hugging Face hub id.
+   */
+  static async load(idOrDir: string, opts: LoadOptions = {}): Promise<Model> {
+    const files = await loadFiles(idOrDir, opts);
+    const configText = await readText(files, "config.json");
+    if (configText === null) {
+      throw new TdbError("E_MISSING_FILE", `${files.origin} has no config.json`, { value: "config.json", allowed: ["config.json"] });
+    }
+    const config = parseConfig(JSON.parse(configText) as Record<string, unknown>);
+    const adapter = ADAPTERS.find((a) => a.modelTypes.includes(config.modelType));
+    if (!adapter) {
+      const known = ADAPTERS.flatMap((a) => a.modelTypes);
+      throw new TdbError("E_UNSUPPORTED_GRAPH", `no architecture adapter for model_type ${JSON.stringify(config.modelType)}; supported: ${known.join(", ")}`, {
+        value: config.modelType,
+        allowed: known,
+      });
+    }
+    const dtype = opts.dtype ?? "fp32";
+    const candidates = ONNX_FILES[dtype];
+    if (!candidates) {
+      throw new TdbError("E_BAD_OPTION", `unsupported dtype ${JSON.stringify(dtype)}; supported: ${Object.keys(ONNX_FILES).join(", ")}`, {
+        value: dtype,
+        allowed: Object.keys(ONNX_FILES),
+      });
+    }
+    const tokenizer = await loadTokenizer(files);
+    let bytes: Uint8Array | null = null;
+    let onnxPath = "";
+    for (const p of candidates) {
+      bytes = await files.read(p);
+      if (bytes) {
+        onnxPath = p;
+        break;
+      }
+    }
+    if (!bytes) {
+      throw new TdbError("E_MISSING_FILE", `${files.origin} has none of ${candidates.join(", ")}`, { value: files.origin, allowed: candidates });
+    }
+    const decoded = decodeModel(bytes);
+    const dir = onnxPath.includes("/") ? onnxPath.slice(0, onnxPath.lastIndexOf("/") + 1) : "";
+    await resolveExternalData(decoded, async (location) => {
+      const data = await files.read(dir + location);
+      if (!data) throw new TdbError("E_MISSING_FILE", `${files.origin} lacks external data file ${dir + location}`, { value: dir + location });
+      return data;
+    });
+    const base = flattenDecoder(decoded);
+    const hookMap = adapter.discover(OnnxGraph.fromModel(base), config);
+    if (hookMap.sources.size === 0) {
+      throw new TdbError("E_UNSUPPORTED_GRAPH", `no hook points found in ${files.origin}/${onnxPath}: not a ${config.modelType} graph this adapter understands`, {
+        value: onnxPath,
+        allowed: [...hookMap.unavailable.entries()].slice(0, 5).map(([k, v]) => `${k}: ${v}`),
+      });
+    }
+    const model = new Model(config, tokenizer, hookMap, adapter, base, opts);
+    if (opts.hooks) await model.sessionFor(model.selectHooks(opts.hooks));
+    return model;
+  }
+
+  /** Hook names this model can cache, in forward order. */
+  get hookNames(): HookName[] {
+    return [...this.hookMap.sources.keys()];
+  }
+
+  /** Weights in TransformerLens layout (W_Q, W_O, W_in, W_U, ...), read once on first use. */
+  get weights(): ModelWeights {
+    this.weightsCache ??= this.adapter.weights(OnnxGraph.fromModel(this.base), this.config);
+    return this.weightsCache;
+  }
+
+  /** The BOS token id (GPT-2: `<|endoftext|>`). */
+  get bosTokenId(): number {
+    return this.config.bosTokenId ?? this.tokenizer.bos_token_id ?? this.config.dVocab - 1;
+  }
+
+  /**
+   * Token ids of a prompt. With `prependBos` (default true, as in TransformerLens) the BOS
+   * token comes first.
+   *
+   * @example
+   * ```ts
+   * model.toTokens("Hello world", { prependBos: false }); // e.g. [15496, 995] with the GPT-2 vocabulary
+   * ```
+   */
+  toTokens(text: string, { prependBos = true }: { prependBos?: boolean } = {}): number[] {
+    if (typeof text !== "string" || text.length === 0) {
+      throw new TdbError("E_EMPTY_PROMPT", "the prompt is empty; pass a non-empty string", { value: text });
+    }
+    const ids = this.tokenizer.encode(text, { add_special_tokens: false });
+    return prependBos ? [this.bosTokenId, ...ids] : ids;
+  }
+
+  /** The string of each token of a prompt or token row. */
+  toStrTokens(input: string | readonly number[], opts: { prependBos?: boolean } = {}): string[] {
+    const ids = typeof input === "string" ? this.toTokens(input, opts) : input;
+    return ids.map((id) => this.decodeToken(id));
+  }
+
+  /** The id of a string that is exactly one token; `E_NOT_SINGLE_TOKEN` otherwise. */
+  toSingleToken(s: string): number {
+    const ids = s.length === 0 ? [] : this.tokenizer.encode(s, { add_special_tokens: false });
+    if (ids.length !== 1) {
+      throw new TdbError("E_NOT_SINGLE_TOKEN", `${JSON.stringify(s)} is ${ids.length} tokens (${ids.join(", ")}); pass exactly one token or a list`, {
+        value: s,
+        allowed: "a string that encodes to exactly one token",
+      });
+    }
+    return ids[0]!;
+  }
+
+  private decodeToken(id: number): string {
+    return this.tokenizer.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  }
+
+  /** Tokenizes and right-pads any {@link ModelInput}. */
+  toBatch(input: ModelInput, { prependBos = true }: { prependBos?: boolean } = {}): TokenBatch {
+    let rows: number[][];
+    if (typeof input === "string") rows = [this.toTokens(input, { prependBos })];
+    else if (input.length > 0 && input.every((x) => typeof x === "string")) rows = (input as readonly string[]).map((s) => this.toTokens(s, { prependBos }));
+    else if (input.length > 0 && input.every((x) => typeof x === "number")) rows = [[...(input as readonly number[])]];
+    else if (input.length > 0 && input.every((x) => Array.isArray(x))) rows = (input as readonly (readonly number[])[]).map((r) => [...r]);
+    else if (input.length === 0) throw new TdbError("E_EMPTY_PROMPT", "the input is empty", { value: input });
+    else throw new TdbError("E_BAD_INPUT", "input must be a string, strings, a token row or token rows", { value: typeof input });
+    const padId = this.config.eosTokenId ?? this.bosTokenId;
+    return padBatch(rows, { nCtx: this.config.nCtx, dVocab: this.config.dVocab, padId });
+  }
+
+  /** Resolves a {@link HookSelector} to a checked, ordered list of hook names. */
+  selectHooks(sel: HookSelector): HookName[] {
+    const all = hookNamesFor(this.config.nLayers);
+    if (sel === "all") return this.hookNames.filter((n) => !hookKindOf(n)?.optIn);
+    if (typeof sel === "function") return all.filter((n) => this.hookMap.sources.has(n) && sel(n));
+    const wanted = new Set<HookName>();
+    for (const s of sel) {
+      const { name } = parseHookName(s, this.config.nLayers);
+      if (!this.hookMap.sources.has(name)) {
+        throw new TdbError(
+          "E_HOOK_UNAVAILABLE",
+          `${name} is not reachable in this graph (${this.hookMap.unavailable.get(name) ?? "unknown reason"}); available: ${formatAllowed(this.hookNames)}`,
+          { value: name, allowed: this.hookNames },
+        );
+      }
+      wanted.add(name);
+    }
+    return all.filter((n) => wanted.has(n));
+  }
+
+  /** A patched session exposing at least `hooks`, reusing a live one when it covers them. */
+  private async sessionFor(hooks: readonly HookName[]): Promise<PatchedSession> {
+    const hit = this.sessions.find((s) => hooks.every((h) => s.hooks.has(h)));
+    if (hit) {
+      this.sessions.splice(this.sessions.indexOf(hit), 1);
+      this.sessions.unshift(hit);
+      return hit;
+    }
+    const model = cloneStructure(this.base);
+    const g = OnnxGraph.fromModel(model);
+    const outputs = new Map<HookName, string>();
+    for (const h of hooks) {
+      const src = this.hookMap.sources.get(h)!;
+      const value = src.kind === "tap" ? src.value : src.build(g);
+      outputs.set(h, addTapOutput(g, value, { outputName: h }));
+    }
+    const session = await createSession(encodeModel(g.model), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
+    const entry: PatchedSession = { hooks: new Set(hooks), outputs, session };
+    this.sessions.unshift(entry);
+    const max = Math.max(1, this.opts.maxSessions ?? 2);
+    for (const old of this.sessions.splice(max)) await old.session.release();
+    return entry;
+  }
+
+  /** Feeds for the graph inputs: ids, mask, and empty past key/values if the graph has them. */
+  private feeds(session: Session, batch: TokenBatch): Record<string, HostTensor> {
+    const B = batch.rows.length;
+    const S = batch.seqLen;
+    const feeds: Record<string, HostTensor> = {};
+    for (const name of session.inputNames) {
+      if (name === "input_ids") feeds[name] = { type: "int64", data: batch.inputIds, dims: [B, S] };
+      else if (name === "attention_mask") feeds[name] = { type: "int64", data: batch.attentionMask, dims: [B, S] };
+      else if (name === "position_ids") {
+        const pos = new BigInt64Array(B * S);
+        for (let i = 0; i < pos.length; i++) pos[i] = BigInt(i % S);
+        feeds[name] = { type: "int64", data: pos, dims: [B, S] };
+      } else if (name.startsWith("past_key_values.")) {
+        feeds[name] = { type: "float32", data: new Float32Array(0), dims: [B, this.config.nHeads, 0, this.config.dHead] };
+      } else if (name === "use_cache_branch") feeds[name] = { type: "bool", data: new Uint8Array([0]), dims: [1] };
+      else {
+        throw new TdbError("E_UNSUPPORTED_GRAPH", `graph input ${JSON.stringify(name)} is not one tdb-js knows how to feed`, {
+          value: name,
+          allowed: ["input_ids", "attention_mask", "position_ids", "past_key_values.*", "use_cache_branch"],
+        });
+      }
+    }
+    return feeds;
+  }
+
+  /**
+   * Runs the model and caches activations.
+   *
+   * @example
+   * ```ts
+   * const t = await model.trace(["Hello there", "Hi"], { hooks: ["blocks.0.attn.hook_pattern"] });
+   * t.cache.get("pattern", 0).dims; // [2, n_head, 3, 3] (right-padded; BOS prepended)
+   * ```
+   */
+  async trace(input: ModelInput, opts: TraceOptions = {}): Promise<Trace> {
+    const batch = this.toBatch(input, { prependBos: opts.prependBos });
+    const hooks = this.selectHooks(opts.hooks ?? "all");
+    const positions = opts.positions?.map((p) => {
+      const q = p < 0 ? batch.seqLen + p : p;
+      if (!Number.isInteger(q) || q < 0 || q >= batch.seqLen) {
+        throw new TdbError("E_POSITION_RANGE", `position ${p} out of range [${-batch.seqLen}, ${batch.seqLen - 1}]`, {
+          value: p,
+          allowed: [-batch.seqLen, batch.seqLen - 1],
+        });
+      }
+      return q;
+    });
+    const ps = await this.sessionFor(hooks);
+    const fetches = ["logits", ...hooks.map((h) => ps.outputs.get(h)!)];
+    const out = await ps.session.run(this.feeds(ps.session, batch), fetches);
+    const B = batch.rows.length;
+    const entries = new Map<HookName, Activation>();
+    for (const h of hooks) {
+      let t = asFloat32(out[ps.outputs.get(h)!]!, h);
+      const kind = hookKindOf(h)!;
+      if (t.dims[0] === 1 && B > 1) t = broadcastBatch(t, B);
+      let labels = [...kind.dims];
+      if (labels.length !== t.dims.length) labels = t.dims.map((_, i) => labels[i] ?? `dim${i}`);
+      if (positions) t = selectPositions(t, labels, positions);
+      entries.set(h, new Activation(h, t.data as Float32Array, t.dims, labels));
+    }
+    const logitsT = asFloat32(out.logits!, "logits");
+    const logits = new Activation("logits", logitsT.data as Float32Array, logitsT.dims, ["batch", "pos", "d_vocab"]);
+    return new Trace(
+      batch.rows,
+      batch.rows.map((r) => r.map((id) => this.decodeToken(id))),
+      logits,
+      new ActivationCache(entries, this.config.nLayers),
+      this.codec,
+      positions,
+    );
+  }
+
+  /** Logits [batch, pos, d_vocab] from the unpatched graph (the baseline every trace is checked against). */
+  async forward(input: ModelInput, opts: { prependBos?: boolean } = {}): Promise<Activation> {
+    const batch = this.toBatch(input, opts);
+    this.baseline ??= createSession(encodeModel(this.base), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
+    const s = await this.baseline;
+    const out = await s.run(this.feeds(s, batch), ["logits"]);
+    const t = asFloat32(out.logits!, "logits");
+    return new Activation("logits", t.data as Float32Array, t.dims, ["batch", "pos", "d_vocab"]);
+  }
+
+  /** Releases every onnxruntime session. */
+  async dispose(): Promise<void> {
+    for (const s of this.sessions.splice(0)) await s.session.release();
+    if (this.baseline) await (await this.baseline).release();
+    this.baseline = undefined;
+  }
+}
+
+function asFloat32(t: HostTensor, name: string): HostTensor {
+  if (t.type !== "float32") {
+    throw new TdbError("E_UNSUPPORTED_GRAPH", `${name} came back as ${t.type}; tdb-js caches float32 activations`, { value: t.type, allowed: ["float32"] });
+  }
+  return t;
+}
+
+function broadcastBatch(t: HostTensor, B: number): HostTensor {
+  const src = t.data as Float32Array;
+  const out = new Float32Array(src.length * B);
+  for (let b = 0; b < B; b++) out.set(src, b * src.length);
+  return { type: "float32", data: out, dims: [B, ...t.dims.slice(1)] };
+}
+
+/** Keeps `positions` on the first `pos`/`query_pos` axis. */
+function selectPositions(t: HostTensor, labels: readonly string[], positions: readonly number[]): HostTensor {
+  const axis = labels.findIndex((l) => l === "pos" || l === "query_pos");
+  if (axis < 0) return t;
+  const dims = t.dims;
+  const outer = dims.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const src = t.data as Float32Array;
+  const out = new Float32Array(outer * positions.length * inner);
+  for (let o = 0; o < outer; o++) {
+    positions.forEach((p, i) => {
+      const from = (o * dims[axis]! + p) * inner;
+      out.set(src.subarray(from, from + inner), (o * positions.length + i) * inner);
+    });
+  }
+  const nd = [...dims];
+  nd[axis] = positions.length;
+  return { type: "float32", data: out, dims: nd };
+}

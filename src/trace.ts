@@ -1,0 +1,162 @@
+/**
+ * The result of one forward pass: tokens, logits and the activation cache, with the helpers
+ * people reach for first (top-k, log-probs, logit difference, loss).
+ *
+ * @module
+ */
+import type { Activation } from "./activation.js";
+import type { ActivationCache } from "./cache.js";
+import { TdbError } from "./errors.js";
+
+/** How a trace turns token strings into ids and back. */
+export interface TokenCodec {
+  /** The id of a string that must be exactly one token. */
+  toSingleToken(s: string): number;
+  /** The string of one token id. */
+  decodeToken(id: number): string;
+}
+
+/** A token given as its id or its (single-token) string. */
+export type TokenLike = number | string;
+
+/** Where to read a next-token distribution; defaults to the last real token of row 0. */
+export interface PositionOptions {
+  /** Batch row. [default: 0] */
+  batch?: number;
+  /** Position; negative counts back from the row's last real token (-1 = last). [default: -1] */
+  position?: number;
+}
+
+/** One entry of {@link Trace.topK}. */
+export interface TopToken {
+  token: number;
+  str: string;
+  logit: number;
+  logProb: number;
+  prob: number;
+}
+
+/**
+ * Logits and activations from {@link Model.trace}.
+ *
+ * @example
+ * ```ts
+ * const t = await model.trace("When John and Mary went to the shops, John gave the bag to");
+ * t.topK(5);                         // most likely next tokens at the last position
+ * t.logitDiff(" Mary", " John");     // logit(" Mary") - logit(" John") at the last position
+ * t.cache.get("pattern", 0).dims;    // [1, n_head, pos, pos]
+ * ```
+ */
+export class Trace {
+  constructor(
+    /** Token ids per batch row, unpadded. */
+    readonly tokens: number[][],
+    /** Token strings per batch row. */
+    readonly strTokens: string[][],
+    /** Logits [batch, pos, d_vocab] (padded positions included; see {@link lengths}). */
+    readonly logits: Activation,
+    /** Cached activations. */
+    readonly cache: ActivationCache,
+    private readonly codec: TokenCodec,
+    /** Positions kept in the cache (all when undefined). */
+    readonly positions?: readonly number[],
+  ) {}
+
+  /** Number of real (unpadded) tokens per row. */
+  get lengths(): number[] {
+    return this.tokens.map((r) => r.length);
+  }
+
+  /** Attention mask per row (1 for real tokens, 0 for right padding). */
+  get attentionMask(): number[][] {
+    const s = this.logits.dims[1]!;
+    return this.tokens.map((r) => Array.from({ length: s }, (_, i) => (i < r.length ? 1 : 0)));
+  }
+
+  private where(opts: PositionOptions = {}): { b: number; p: number } {
+    const b = opts.batch ?? 0;
+    const row = this.tokens[b];
+    if (!Number.isInteger(b) || row === undefined) {
+      throw new TdbError("E_POSITION_RANGE", `batch row ${b} out of range [0, ${this.tokens.length - 1}]`, {
+        value: b,
+        allowed: [0, this.tokens.length - 1],
+      });
+    }
+    const pos = opts.position ?? -1;
+    const p = pos < 0 ? row.length + pos : pos;
+    if (!Number.isInteger(p) || p < 0 || p >= row.length) {
+      throw new TdbError("E_POSITION_RANGE", `position ${pos} out of range for row ${b} of ${row.length} tokens [${-row.length}, ${row.length - 1}]`, {
+        value: pos,
+        allowed: [-row.length, row.length - 1],
+      });
+    }
+    return { b, p };
+  }
+
+  /** Logits of the next-token distribution at one position (a view, no copy). */
+  logitsAt(opts: PositionOptions = {}): Float32Array {
+    const { b, p } = this.where(opts);
+    return this.logits.row(b, p);
+  }
+
+  /** Log-probabilities (float64 log-softmax) at one position. */
+  logProbs(opts: PositionOptions = {}): Float64Array {
+    const l = this.logitsAt(opts);
+    let max = -Infinity;
+    for (const v of l) if (v > max) max = v;
+    let sum = 0;
+    for (const v of l) sum += Math.exp(v - max);
+    const lse = max + Math.log(sum);
+    const out = new Float64Array(l.length);
+    for (let i = 0; i < l.length; i++) out[i] = l[i]! - lse;
+    return out;
+  }
+
+  /** The `k` most likely next tokens at one position, most likely first. */
+  topK(k = 10, opts: PositionOptions = {}): TopToken[] {
+    const lp = this.logProbs(opts);
+    const l = this.logitsAt(opts);
+    const idx = Array.from(lp.keys()).sort((a, b) => lp[b]! - lp[a]! || a - b).slice(0, k);
+    return idx.map((token) => ({
+      token,
+      str: this.codec.decodeToken(token),
+      logit: l[token]!,
+      logProb: lp[token]!,
+      prob: Math.exp(lp[token]!),
+    }));
+  }
+
+  /**
+   * Mean logit of `target` tokens minus mean logit of `distractor` tokens at one position
+   * (Transformer Debugger's loss). Strings must be single tokens.
+   */
+  logitDiff(target: TokenLike | TokenLike[], distractor: TokenLike | TokenLike[], opts: PositionOptions = {}): number {
+    const l = this.logitsAt(opts);
+    const mean = (ts: TokenLike | TokenLike[]) => {
+      const list = Array.isArray(ts) ? ts : [ts];
+      if (list.length === 0) throw new TdbError("E_BAD_INPUT", "logitDiff needs at least one token on each side", { value: list });
+      return list.reduce<number>((s, t) => s + l[this.tokenId(t)]!, 0) / list.length;
+    };
+    return mean(target) - mean(distractor);
+  }
+
+  /** Mean next-token cross-entropy over the real tokens of one row (nats). */
+  loss(batch = 0): number {
+    const row = this.tokens[batch];
+    if (!row || row.length < 2) {
+      throw new TdbError("E_BAD_INPUT", `loss needs a row with at least 2 tokens (row ${batch})`, { value: row?.length ?? batch });
+    }
+    let total = 0;
+    for (let p = 0; p < row.length - 1; p++) total -= this.logProbs({ batch, position: p })[row[p + 1]!]!;
+    return total / (row.length - 1);
+  }
+
+  private tokenId(t: TokenLike): number {
+    if (typeof t === "string") return this.codec.toSingleToken(t);
+    const v = this.logits.dims[2]!;
+    if (!Number.isInteger(t) || t < 0 || t >= v) {
+      throw new TdbError("E_BAD_INPUT", `token id ${t} outside the vocabulary [0, ${v - 1}]`, { value: t, allowed: [0, v - 1] });
+    }
+    return t;
+  }
+}
