@@ -147,7 +147,7 @@ function viewBytes(type: ElemType, bytes: Uint8Array, n: number): AnyTypedArray 
  * Reads a `TensorProto` into a {@link HostTensor}. Raw data is viewed in place when aligned
  * (no copy): do not mutate the result unless you own the model.
  *
- * External data must have been resolved first (see `resolveExternalData` in `proto.ts`).
+ * External data must have been resolved first (see `resolveExternalData` in `external.ts`).
  */
 export function tensorFromProto(t: TensorProto): HostTensor {
   const type = elemTypeOf(t.dataType);
