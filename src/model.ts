@@ -287,6 +287,34 @@ export class Model {
     return all.filter((n) => wanted.has(n));
   }
 
+  /**
+   * The patched ONNX model: the flattened graph with each selected hook exposed as a graph
+   * output named after the hook (through an `Identity` tap, so onnxruntime's fusions survive).
+   * Initializers are shared with the loaded model, not copied.
+   *
+   * @example
+   * ```ts
+   * const { model: proto } = model.patchedModel(["blocks.0.mlp.hook_post"]);
+   * await writeFile("patched.onnx", encodeModel(proto));
+   * ```
+   */
+  patchedModel(hooks: HookSelector): { model: ModelProto; outputs: Map<HookName, string> } {
+    const names = this.selectHooks(hooks);
+    const g = OnnxGraph.fromModel(cloneStructure(this.base));
+    const outputs = new Map<HookName, string>();
+    for (const h of names) {
+      const src = this.hookMap.sources.get(h)!;
+      const value = src.kind === "tap" ? src.value : src.build(g);
+      outputs.set(h, addTapOutput(g, value, { outputName: h }));
+    }
+    return { model: g.model, outputs };
+  }
+
+  /** The flattened, unpatched model (the `If` of merged decoders inlined, past inputs removed). */
+  get baseModel(): ModelProto {
+    return this.base;
+  }
+
   /** A patched session exposing at least `hooks`, reusing a live one when it covers them. */
   private async sessionFor(hooks: readonly HookName[]): Promise<PatchedSession> {
     const hit = this.sessions.find((s) => hooks.every((h) => s.hooks.has(h)));
@@ -295,15 +323,8 @@ export class Model {
       this.sessions.unshift(hit);
       return hit;
     }
-    const model = cloneStructure(this.base);
-    const g = OnnxGraph.fromModel(model);
-    const outputs = new Map<HookName, string>();
-    for (const h of hooks) {
-      const src = this.hookMap.sources.get(h)!;
-      const value = src.kind === "tap" ? src.value : src.build(g);
-      outputs.set(h, addTapOutput(g, value, { outputName: h }));
-    }
-    const session = await createSession(encodeModel(g.model), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
+    const { model, outputs } = this.patchedModel(hooks);
+    const session = await createSession(encodeModel(model), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
     const entry: PatchedSession = { hooks: new Set(hooks), outputs, session };
     this.sessions.unshift(entry);
     const max = Math.max(1, this.opts.maxSessions ?? 2);

@@ -78,6 +78,8 @@ export interface ArchDims {
   dMlp: number;
   nCtx: number;
   dVocab: number;
+  /** LayerNorm epsilon. */
+  lnEps: number;
 }
 
 /** An architecture adapter: a table of patterns plus the code to apply them. */

@@ -12,6 +12,7 @@ import { TdbError } from "../errors.js";
 import type { OnnxGraph } from "../onnx/graph.js";
 import { tensorFromProto, type HostTensor } from "../onnx/tensor.js";
 import type { ArchDims, ArchitectureAdapter, HookMap, HookSource, LayerWeights, ModelWeights } from "./adapter.js";
+import { addLnScale } from "./ln-scale.js";
 import { addPerHeadResult } from "./per-head-result.js";
 import { hookNamesFor, type HookName } from "./names.js";
 
@@ -61,8 +62,18 @@ function setTap(f: Found, name: HookName, value: string | undefined, reason: () 
   else f.unavailable.set(name, reason());
 }
 
-function lnScale(g: OnnxGraph, scope: string): string | undefined {
-  return firstOp(g, scope, "Sqrt")?.output[0];
+/**
+ * The LayerNorm scale as a computed hook (see `ln-scale.ts` for why it is not a tap): recomputed
+ * from the input of the decomposed LayerNorm's first ReduceMean. Unavailable when the LayerNorm
+ * is already fused (the input is still there, but we do not guess the epsilon of a fused op).
+ * LayerNorm inputs are residual-stream tensors, rank 3 ([batch, pos, d_model]).
+ */
+function setLnScale(f: Found, g: OnnxGraph, name: HookName, scope: string, eps: number, tag: string): void {
+  const rm = firstOp(g, scope, "ReduceMean");
+  const hasSqrt = firstOp(g, scope, "Sqrt") !== undefined;
+  const x = rm?.input[0];
+  if (x && hasSqrt) f.sources.set(name, { kind: "computed", build: (gg) => addLnScale(gg, x, 3, eps, tag) });
+  else f.unavailable.set(name, fusedReason(g, scope));
 }
 
 /** The value that flows from nodes inside `scope` to a node outside it. */
@@ -87,8 +98,8 @@ function scopeInput(g: OnnxGraph, scope: string): string | undefined {
 
 function discoverBlock(g: OnnxGraph, dims: ArchDims, layer: number, scope: string, f: Found): void {
   const h = (s: string) => `blocks.${layer}.${s}` as HookName;
-  setTap(f, h("ln1.hook_scale"), lnScale(g, `${scope}/ln_1`), () => fusedReason(g, `${scope}/ln_1`));
-  setTap(f, h("ln2.hook_scale"), lnScale(g, `${scope}/ln_2`), () => fusedReason(g, `${scope}/ln_2`));
+  setLnScale(f, g, h("ln1.hook_scale"), `${scope}/ln_1`, dims.lnEps, `h.${layer}/ln_1`);
+  setLnScale(f, g, h("ln2.hook_scale"), `${scope}/ln_2`, dims.lnEps, `h.${layer}/ln_2`);
 
   // Attention: Split(q, k, v) -> Reshape [B,S,H,dh] each; Softmax input/output; MatMul(pattern, v) -> Transpose.
   const attn = `${scope}/attn`;
@@ -162,8 +173,9 @@ function discover(g: OnnxGraph, dims: ArchDims): HookMap {
       }
     }
   }
-  const lnf = g.nodes.find((n) => n.opType === "Sqrt" && /\/ln_f\//.test(n.name));
-  setTap(f, "ln_final.hook_scale", lnf?.output[0], () => "no decomposed ln_f (Sqrt under .../ln_f/)");
+  const lnfScope = g.nodes.find((n) => /\/ln_f\//.test(n.name))?.name.replace(/\/ln_f\/.*$/, "/ln_f");
+  if (lnfScope) setLnScale(f, g, "ln_final.hook_scale", lnfScope, dims.lnEps, "ln_f");
+  else f.unavailable.set("ln_final.hook_scale", "no nodes under a .../ln_f/ scope");
 
   // Keep the table's order.
   const ordered = new Map<HookName, HookSource>();
