@@ -188,11 +188,15 @@ export class Model {
     });
     const base = flattenDecoder(decoded);
     const hookMap = adapter.discover(OnnxGraph.fromModel(base), config);
-    if (hookMap.sources.size === 0) {
-      throw new TdbError("E_UNSUPPORTED_GRAPH", `no hook points found in ${files.origin}/${onnxPath}: not a ${config.modelType} graph this adapter understands`, {
-        value: onnxPath,
-        allowed: [...hookMap.unavailable.entries()].slice(0, 5).map(([k, v]) => `${k}: ${v}`),
-      });
+    const available = [...hookMap.sources.keys()];
+    if (!available.some((n) => n.startsWith("blocks."))) {
+      const reasons = [...hookMap.unavailable.entries()].slice(0, 3).map(([k, v]) => `${k}: ${v}`);
+      throw new TdbError(
+        "E_UNSUPPORTED_GRAPH",
+        `no hook points found in any block of ${files.origin}/${onnxPath}: not a ${config.modelType} graph the ${adapter.name} adapter understands ` +
+          `(it expects nodes under .../h.N/ scopes as the Hugging Face export writes them; hooks still available: ${available.length ? formatAllowed(available) : "none"}; ${reasons.join("; ")})`,
+        { value: onnxPath, allowed: available },
+      );
     }
     const model = new Model(config, tokenizer, hookMap, adapter, base, opts);
     if (opts.hooks) await model.sessionFor(model.selectHooks(opts.hooks));

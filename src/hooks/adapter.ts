@@ -84,6 +84,8 @@ export interface ArchDims {
 
 /** An architecture adapter: a table of patterns plus the code to apply them. */
 export interface ArchitectureAdapter {
+  /** Short name used in messages, e.g. "GPT-2". */
+  readonly name: string;
   /** `model_type` values of config.json this adapter understands. */
   readonly modelTypes: readonly string[];
   /** Finds hook points in the graph. Never throws for missing hooks: lists them as unavailable. */

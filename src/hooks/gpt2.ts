@@ -7,7 +7,8 @@
  *
  * @module
  */
-import type { NodeProto } from "onnx-buf";
+import { create } from "@bufbuild/protobuf";
+import { NodeProtoSchema, type NodeProto } from "onnx-buf";
 import { TdbError } from "../errors.js";
 import type { OnnxGraph } from "../onnx/graph.js";
 import { tensorFromProto, type HostTensor } from "../onnx/tensor.js";
@@ -51,10 +52,18 @@ function skipPassThrough(g: OnnxGraph, value: string): string {
   }
 }
 
+const FUSED_OPS = ["LayerNormalization", "SkipLayerNormalization", "Attention", "MultiHeadAttention", "GroupQueryAttention", "FastGelu", "Gelu", "BiasGelu"];
+
+/**
+ * Why a hook under `scope` was not found: a fused op inside the scope, or fused ops elsewhere in
+ * the graph (onnxruntime names fused nodes outside the block scopes, e.g. `Attention_3`).
+ */
 function fusedReason(g: OnnxGraph, scope: string): string {
-  const ops = [...new Set(g.nodesInScope(scope).map((n) => n.opType))];
-  const fused = ops.filter((o) => ["LayerNormalization", "SkipLayerNormalization", "Attention", "MultiHeadAttention", "FastGelu", "Gelu", "BiasGelu"].includes(o));
-  return fused.length ? `fused op ${fused.join("/")} under ${scope} hides this tensor` : `no matching node under ${scope}`;
+  const inside = [...new Set(g.nodesInScope(scope).map((n) => n.opType))].filter((o) => FUSED_OPS.includes(o));
+  if (inside.length) return `fused op ${inside.join("/")} under ${scope} hides this tensor`;
+  const anywhere = [...new Set(g.nodes.filter((n) => n.domain === "com.microsoft" && FUSED_OPS.includes(n.opType)).map((n) => n.opType))];
+  if (anywhere.length) return `no matching node under ${scope}; the graph has fused ${anywhere.join("/")} ops (onnxruntime-optimized export?) that hide it`;
+  return `no matching node under ${scope}`;
 }
 
 function setTap(f: Found, name: HookName, value: string | undefined, reason: () => string, broadcastBatch = false): void {
@@ -63,17 +72,54 @@ function setTap(f: Found, name: HookName, value: string | undefined, reason: () 
 }
 
 /**
- * The LayerNorm scale as a computed hook (see `ln-scale.ts` for why it is not a tap): recomputed
- * from the input of the decomposed LayerNorm's first ReduceMean. Unavailable when the LayerNorm
- * is already fused (the input is still there, but we do not guess the epsilon of a fused op).
+ * The LayerNorm scale as a computed hook (see `ln-scale.ts` for why it is not a tap), recomputed
+ * from the LayerNorm's input: the input of the decomposed LayerNorm's first ReduceMean (with the
+ * config's epsilon), or the input of a fused `LayerNormalization` (with the node's own epsilon).
  * LayerNorm inputs are residual-stream tensors, rank 3 ([batch, pos, d_model]).
  */
 function setLnScale(f: Found, g: OnnxGraph, name: HookName, scope: string, eps: number, tag: string): void {
+  const fused = g.nodesInScope(scope).find((n) => n.opType === "LayerNormalization");
+  if (fused?.input[0]) {
+    const x = fused.input[0];
+    const a = fused.attribute.find((at) => at.name === "epsilon");
+    const fusedEps = a ? a.f : 1e-5;
+    f.sources.set(name, { kind: "computed", build: (gg) => addLnScale(gg, x, 3, fusedEps, tag) });
+    return;
+  }
   const rm = firstOp(g, scope, "ReduceMean");
   const hasSqrt = firstOp(g, scope, "Sqrt") !== undefined;
   const x = rm?.input[0];
   if (x && hasSqrt) f.sources.set(name, { kind: "computed", build: (gg) => addLnScale(gg, x, 3, eps, tag) });
   else f.unavailable.set(name, fusedReason(g, scope));
+}
+
+const FUSED_GELU = ["FastGelu", "Gelu", "BiasGelu"];
+
+/**
+ * MLP pre/post around a fused GELU (onnxruntime names it `GPT2Gelu`, outside the block scope):
+ * the GELU that reads the output of `<mlp>/c_fc`. Its output is `hook_post`; its input, plus its
+ * bias input when the fusion absorbed the c_fc bias, is `hook_pre`.
+ */
+function setFusedMlp(f: Found, g: OnnxGraph, mlp: string, pre: HookName, post: HookName): boolean {
+  const fcOut = g.nodesInScope(`${mlp}/c_fc`).flatMap((n) => n.output);
+  const gelu = fcOut.flatMap((o) => g.consumers(o)).find((c) => FUSED_GELU.includes(c.opType));
+  if (!gelu?.input[0] || !gelu.output[0]) return false;
+  const [x, bias] = gelu.input;
+  f.sources.set(post, { kind: "tap", value: gelu.output[0], broadcastBatch: false });
+  if (!bias) {
+    f.sources.set(pre, { kind: "tap", value: x!, broadcastBatch: false });
+  } else {
+    const b = bias;
+    f.sources.set(pre, {
+      kind: "computed",
+      build: (gg) => {
+        const out = gg.uniqueName(`/tdb/${mlp}/pre_output_0`);
+        gg.addNode(create(NodeProtoSchema, { opType: "Add", input: [x!, b], output: [out], name: gg.uniqueName(`/tdb/${mlp}/pre`) }));
+        return out;
+      },
+    });
+  }
+  return true;
 }
 
 /** The value that flows from nodes inside `scope` to a node outside it. */
@@ -141,6 +187,7 @@ function discoverBlock(g: OnnxGraph, dims: ArchDims, layer: number, scope: strin
   setTap(f, h("hook_resid_post"), mlpOut ? post?.output[0] : undefined, residReason);
 
   const act = `${scope}/mlp/act`;
+  if (setFusedMlp(f, g, `${scope}/mlp`, h("mlp.hook_pre"), h("mlp.hook_post"))) return;
   setTap(f, h("mlp.hook_pre"), scopeInput(g, act), () => fusedReason(g, `${scope}/mlp`));
   setTap(f, h("mlp.hook_post"), scopeOutput(g, act), () => fusedReason(g, `${scope}/mlp`));
 }
@@ -289,6 +336,7 @@ function weights(g: OnnxGraph, dims: ArchDims): ModelWeights {
  * The GPT-2 adapter (Hugging Face `GPT2LMHeadModel` exported to ONNX by TorchScript/optimum).
  */
 export const gpt2Adapter: ArchitectureAdapter = {
+  name: "GPT-2",
   modelTypes: ["gpt2"],
   discover,
   weights,

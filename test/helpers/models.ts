@@ -10,7 +10,7 @@ import { randomGpt2Weights, type Gpt2Weights, type RandomWeightOptions } from ".
 import { writeGpt2Model, type Gpt2ModelPaths, type WriteGpt2Options } from "../../src/fixtures/write.js";
 
 export interface TestModel extends Gpt2ModelPaths {
-  config: Gpt2Config;
+  arch: Gpt2Config;
   weights: Gpt2Weights;
   cleanup(): Promise<void>;
 }
@@ -29,7 +29,7 @@ export async function makeTestModel(opts: WriteGpt2Options = {}): Promise<TestMo
   const paths = await writeGpt2Model(dir, { ...opts, config, seed, weights: weightOpts });
   return {
     ...paths,
-    config,
+    arch: config,
     weights: randomGpt2Weights(config, seed, weightOpts),
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };

@@ -1,0 +1,108 @@
+/**
+ * The `tdb trace` command, run as a child process: JSON schema, exit codes, typed errors.
+ */
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Model } from "../../src/model.js";
+import { makeTestModel, type TestModel } from "../helpers/models.js";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function tdb(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "src/cli/main.ts"), ...args],
+      { cwd: ROOT, env: { ...process.env, ...env }, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => done({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+let tm: TestModel;
+let home: string;
+beforeAll(async () => {
+  tm = await makeTestModel();
+  home = await mkdtemp(join(tmpdir(), "tdb-home-"));
+});
+afterAll(async () => {
+  await tm?.cleanup();
+  await rm(home, { recursive: true, force: true });
+});
+
+describe("tdb trace", () => {
+  it("--json prints the documented schema with the same predictions as the library", async () => {
+    const r = await tdb(["trace", "The quick brown fox", "--model", tm.dir, "--json", "--top", "5"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      schema: string;
+      model: { nLayers: number; dVocab: number };
+      tokens: number[];
+      strTokens: string[];
+      top: { token: number; str: string; logit: number; prob: number }[];
+      cache: { name: string; dims: number[]; labels: string[]; mean: number; rms: number; min: number; max: number }[];
+    };
+    expect(out.schema).toBe("tdb.trace/1");
+    expect(out.model).toMatchObject({ nLayers: 2, dVocab: 512 });
+    const model = await Model.load(tm.dir);
+    try {
+      expect(out.tokens).toEqual(model.toTokens("The quick brown fox"));
+      expect(out.strTokens[0]).toBe("<|endoftext|>");
+      const t = await model.trace("The quick brown fox", { hooks: [] });
+      expect(out.top.map((x) => x.token)).toEqual(t.topK(5).map((x) => x.token));
+      expect(out.cache.map((c) => c.name)).toEqual(model.selectHooks("all"));
+    } finally {
+      await model.dispose();
+    }
+    const pattern = out.cache.find((c) => c.name === "blocks.0.attn.hook_pattern")!;
+    expect(pattern.labels).toEqual(["batch", "head", "query_pos", "key_pos"]);
+    expect(pattern.dims).toEqual([1, 4, out.tokens.length, out.tokens.length]);
+    // Each row of the pattern sums to 1, so the mean is 1 / key_pos.
+    expect(pattern.mean).toBeCloseTo(1 / out.tokens.length, 5);
+  });
+
+  it("--hooks limits the cache; plain output names the top tokens", async () => {
+    const r = await tdb(["trace", "Hello", "--model", tm.dir, "--hooks", "blocks.1.mlp.hook_post,hook_embed"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/top 10 next tokens/);
+    expect(r.stdout).toMatch(/cache \(2 hooks\)/);
+    expect(r.stdout).toMatch(/blocks\.1\.mlp\.hook_post/);
+  });
+
+  it("typed errors exit 1, as JSON with --json", async () => {
+    const r = await tdb(["trace", "Hello", "--model", tm.dir, "--hooks", "blocks.7.mlp.hook_post", "--json"]);
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout) as { error: { code: string; allowed: unknown; message: string } };
+    expect(out.error.code).toBe("E_LAYER_RANGE");
+    expect(out.error.allowed).toEqual([0, 1]);
+    const plain = await tdb(["trace", "", "--model", tm.dir]);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toMatch(/E_EMPTY_PROMPT/);
+  });
+
+  it("usage errors exit 2; --help exits 0", async () => {
+    expect((await tdb(["trace"])).code).toBe(2);
+    expect((await tdb(["trace", "x", "--bogus"])).code).toBe(2);
+    expect((await tdb(["frobnicate"])).code).toBe(2);
+    const help = await tdb(["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/tdb trace/);
+  });
+
+  it("without --model it generates and uses the embedded default model", async () => {
+    const r = await tdb(["trace", "Hi", "--json", "--hooks", "hook_embed"], { TDB_HOME: home });
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { model: { source: string } };
+    expect(out.model.source).toBe(join(home, "models", "tiny-gpt2"));
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * Graphs that onnxruntime has already optimized: hooks that are still tensors keep working and
+ * give the same values as the unfused export; hooks hidden inside fused ops are listed as
+ * unavailable with the reason, and asking for them is a typed error naming the available ones.
+ */
+import { cp, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TdbError } from "../../src/errors.js";
+import { Model } from "../../src/model.js";
+import { encodeModel } from "../../src/onnx/proto.js";
+import { createSession } from "../../src/runtime/ort.js";
+import { fuseAttention } from "../helpers/fuse-attention.js";
+import { makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";
+
+const PROMPTS = [
+  [5, 17, 33, 2, 9, 41, 8],
+  [7, 3, 11],
+];
+const LENGTHS = PROMPTS.map((r) => r.length);
+
+let tm: TestModel;
+let unfused: Model;
+const dirs: string[] = [];
+
+async function variantDir(name: string, onnx: Uint8Array): Promise<string> {
+  const dir = `${tm.dir}-${name}`;
+  dirs.push(dir);
+  await cp(tm.dir, dir, { recursive: true });
+  await writeFile(join(dir, "onnx", "model.onnx"), onnx);
+  return dir;
+}
+
+/** Compares every cached hook of `a` with the same hook of `b` on real (unpadded) positions. */
+async function compareHooks(fused: Model, hooks: readonly string[]): Promise<Record<string, number>> {
+  const a = await fused.trace(PROMPTS, { hooks });
+  const b = await unfused.trace(PROMPTS, { hooks });
+  const worst: Record<string, number> = {};
+  for (const h of hooks) {
+    const x = a.cache.get(h);
+    const y = b.cache.get(h);
+    expect(x.dims).toEqual(y.dims);
+    const S = x.dims[x.labels.indexOf("pos") >= 0 ? x.labels.indexOf("pos") : 2]!;
+    const inner = x.data.length / (x.dims[0]! * S);
+    worst[h] = x.labels.includes("pos")
+      ? maxAbsDiff(x.data, y.data, (i) => Math.floor(i / inner) % S < LENGTHS[Math.floor(i / (inner * S))]!)
+      : maxAbsDiff(x.data, y.data, () => true);
+  }
+  return worst;
+}
+
+beforeAll(async () => {
+  tm = await makeTestModel();
+  unfused = await Model.load(tm.dir);
+});
+afterAll(async () => {
+  await unfused?.dispose();
+  await tm?.cleanup();
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+describe("a model file onnxruntime optimized at level all (fused LayerNorm and FastGelu)", () => {
+  it("still maps every hook, with the unfused values", async () => {
+    const path = join(`${tm.dir}-opt.onnx`);
+    dirs.push(path);
+    const s = await createSession(encodeModel(unfused.baseModel), { optimizationLevel: "all", optimizedModelFilePath: path });
+    await s.release();
+    const { readFile } = await import("node:fs/promises");
+    const dir = await variantDir("ort-all", await readFile(path));
+    const fused = await Model.load(dir);
+    try {
+      const ops = fused.baseModel.graph!.node.map((n) => n.opType);
+      expect(ops).toContain("LayerNormalization");
+      expect(ops).toContain("FastGelu");
+      expect(fused.hookMap.unavailable.size).toBe(0);
+      const worst = await compareHooks(fused, unfused.selectHooks("all").filter((h) => !h.includes("attn_scores") && !h.includes("pattern")));
+      expect(Object.entries(worst).filter(([, d]) => !(d <= 1e-4))).toEqual([]);
+    } finally {
+      await fused.dispose();
+    }
+  });
+});
+
+describe("a graph whose layer-1 attention is one fused Attention op", () => {
+  let fused: Model;
+  beforeAll(async () => {
+    fused = await Model.load(await variantDir("attn-fused", encodeModel(fuseAttention(unfused.baseModel, 1, tm.arch.n_head))));
+  });
+  afterAll(() => fused?.dispose());
+
+  it("lists the hidden hooks with the reason", () => {
+    const hidden = ["q", "k", "v", "attn_scores", "pattern", "z", "result"].map((s) => `blocks.1.attn.hook_${s}`);
+    expect([...fused.hookMap.unavailable.keys()].sort()).toEqual(hidden.sort());
+    for (const h of hidden) expect(fused.hookMap.unavailable.get(h as never)).toMatch(/fused Attention/);
+  });
+
+  it("asking for a hidden hook is E_HOOK_UNAVAILABLE naming the available hooks", async () => {
+    let err: unknown;
+    try {
+      await fused.trace(PROMPTS, { hooks: ["blocks.1.attn.hook_pattern"] });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TdbError);
+    const e = err as TdbError;
+    expect(e.code).toBe("E_HOOK_UNAVAILABLE");
+    expect(e.message).toMatch(/fused Attention.*available: "hook_embed"/);
+    expect(e.allowed).toEqual(fused.hookNames);
+    expect(fused.hookNames).toContain("blocks.0.attn.hook_pattern");
+  });
+
+  it("trace still works for every available hook, with the unfused values", async () => {
+    const t = await fused.trace(PROMPTS);
+    expect([...t.cache.keys()]).toEqual(fused.selectHooks("all"));
+    const worst = await compareHooks(fused, fused.selectHooks("all").filter((h) => !h.includes("attn_scores") && !h.includes("pattern")));
+    expect(Object.keys(worst)).toContain("blocks.1.hook_attn_out");
+    expect(Object.entries(worst).filter(([, d]) => !(d <= 1e-4))).toEqual([]);
+  });
+});
