@@ -13,6 +13,7 @@ import type { ArchitectureAdapter, HookMap, ModelWeights } from "./hooks/adapter
 import { gpt2Adapter } from "./hooks/gpt2.js";
 import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "./hooks/names.js";
 import { readText, type ModelFiles } from "./io/files.js";
+import type { HubOptions } from "./io/hub.js";
 import { cloneStructure } from "./onnx/clone.js";
 import { resolveExternalData } from "./onnx/external.js";
 import { OnnxGraph } from "./onnx/graph.js";
@@ -56,6 +57,8 @@ export interface LoadOptions {
   maxSessions?: number;
   /** Read files through this adapter instead of the filesystem or the hub. */
   files?: ModelFiles;
+  /** Hub download settings (timeout, custom fetch) for hub ids. */
+  hub?: Pick<HubOptions, "timeoutMs" | "fetch">;
 }
 
 /** Options for {@link Model.trace}. */
@@ -89,7 +92,7 @@ async function loadFiles(idOrDir: string, opts: LoadOptions): Promise<ModelFiles
       allowed: ["a local model directory", "a hub id like onnx-community/gpt2-ONNX"],
     });
   }
-  return hub.hubFiles(idOrDir, { cacheDir: opts.cacheDir, revision: opts.revision });
+  return hub.hubFiles(idOrDir, { ...opts.hub, cacheDir: opts.cacheDir, revision: opts.revision });
 }
 
 /**
