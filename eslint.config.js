@@ -1,7 +1,7 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "docs/api/**", "node_modules/**", "coverage/**"] },
+  { ignores: ["scratch/**", "dist/**", "docs/api/**", "node_modules/**", "coverage/**"] },
   ...tseslint.configs.recommended,
   {
     rules: {

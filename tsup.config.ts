@@ -10,4 +10,6 @@ export default defineConfig({
   target: "node20",
   splitting: true,
   noExternal: ["onnx-buf"],
+  // import.meta.url (createRequire in the fixture tokenizer, the CLI version) in the CJS build.
+  shims: true,
 });

@@ -20,6 +20,7 @@ export class Activation {
   /** Strides of a row-major layout of {@link dims}. */
   readonly strides: readonly number[];
 
+  /** Wraps a row-major tensor; `labels` name the dims (TransformerLens order). */
   constructor(
     /** Hook name, e.g. `blocks.0.attn.hook_pattern`, or `logits`. */
     readonly name: string,

@@ -19,6 +19,7 @@ import { parseHookName, resolveHookAlias, type HookName } from "./hooks/names.js
  * ```
  */
 export class ActivationCache {
+  /** Built by {@link Model.trace}; `nLayers` resolves `(alias, layer)` lookups. */
   constructor(
     private readonly entries: ReadonlyMap<HookName, Activation>,
     private readonly nLayers: number,

@@ -7,8 +7,15 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { TINY_GPT2 } from "./fixtures/config.js";
+import { gpt2Config, TINY_GPT2, type Gpt2Config } from "./fixtures/config.js";
 import { ensureGpt2Model } from "./fixtures/write.js";
+
+/**
+ * The default model's architecture: {@link TINY_GPT2}'s 2 layers x 4 heads x 64 wide, with the
+ * full GPT-2 vocabulary and tokenizer (so " Mary" is one token, as in GPT-2) and a 128-token
+ * context.
+ */
+export const DEFAULT_MODEL_CONFIG: Readonly<Gpt2Config> = Object.freeze(gpt2Config({ ...TINY_GPT2, vocab_size: 50257, n_positions: 128 }));
 
 /** Seed of the default model's weights. */
 export const DEFAULT_MODEL_SEED = 20261126;
@@ -31,6 +38,6 @@ export function defaultModelDir(): string {
  * ```
  */
 export async function ensureDefaultModel(dir: string = defaultModelDir()): Promise<string> {
-  await ensureGpt2Model(dir, { config: TINY_GPT2, seed: DEFAULT_MODEL_SEED });
+  await ensureGpt2Model(dir, { config: DEFAULT_MODEL_CONFIG, seed: DEFAULT_MODEL_SEED });
   return dir;
 }

@@ -52,6 +52,7 @@ export class TdbError extends Error {
   /** What would have been allowed, if that can be said. */
   readonly allowed: unknown;
 
+  /** `details.value` is the offending value, `details.allowed` what would have been accepted. */
   constructor(code: TdbErrorCode, message: string, details: TdbErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = "TdbError";

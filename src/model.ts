@@ -29,7 +29,7 @@ import { loadTokenizer } from "./tokenizer.js";
 const ADAPTERS: readonly ArchitectureAdapter[] = [gpt2Adapter];
 
 /** ONNX file names tried in order for each dtype, as transformers.js names them. */
-const ONNX_FILES = {
+export const ONNX_FILES = {
   fp32: ["onnx/model.onnx", "onnx/decoder_model_merged.onnx", "onnx/decoder_model.onnx", "model.onnx"],
 } as const;
 

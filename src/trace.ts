@@ -48,6 +48,7 @@ export interface TopToken {
  * ```
  */
 export class Trace {
+  /** Built by {@link Model.trace}. */
   constructor(
     /** Token ids per batch row, unpadded. */
     readonly tokens: number[][],

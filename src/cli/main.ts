@@ -17,7 +17,8 @@ Usage:
   tdb --help | --version
 
 Options:
-  --model   model directory or hub id (default: the embedded tiny GPT-2, generated on first use)
+  --model   model directory or hub id (default: the embedded tiny GPT-2 with the real GPT-2
+            tokenizer, generated on first use into $TDB_HOME or ~/.cache/tdb-js)
   --hooks   comma-separated hook names to cache, or "all" (default: all)
   --top     number of next-token predictions to print (default: 10)
   --no-bos  do not prepend the BOS token

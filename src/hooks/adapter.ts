@@ -13,7 +13,11 @@ export type HookSource =
   /** An existing tensor, exposed through an Identity tap. */
   | { kind: "tap"; value: string; broadcastBatch?: boolean }
   /** A tensor computed by nodes the adapter adds on request (e.g. per-head results). */
-  | { kind: "computed"; build: (g: OnnxGraph) => string };
+  | {
+      kind: "computed";
+      /** Adds the nodes computing the hook to `g` and returns the name of the value to expose. */
+      build: (g: OnnxGraph) => string;
+    };
 
 /** The result of hook discovery on one graph. */
 export interface HookMap {

@@ -64,15 +64,17 @@ export const HOOK_KINDS = [
   { suffix: "ln_final.hook_scale", scope: "model", dims: ["batch", "pos", "1"], alias: "scale_final", doc: "ln_f scale sqrt(var + eps)" },
 ] as const satisfies readonly HookKind[];
 
-type Kinds = (typeof HOOK_KINDS)[number];
+/** One row of {@link HOOK_KINDS}, with its literal types. */
+export type HookKindRow = (typeof HOOK_KINDS)[number];
+
 /** Per-block hook suffixes, e.g. `attn.hook_pattern`. */
-export type BlockHookSuffix = Extract<Kinds, { scope: "block" }>["suffix"];
+export type BlockHookSuffix = Extract<HookKindRow, { scope: "block" }>["suffix"];
 /** Model-level hook names, e.g. `hook_embed`. */
-export type ModelHookName = Extract<Kinds, { scope: "model" }>["suffix"];
+export type ModelHookName = Extract<HookKindRow, { scope: "model" }>["suffix"];
 /** Every hook name: `hook_embed`, `blocks.3.attn.hook_pattern`, `ln_final.hook_scale`, ... */
 export type HookName = ModelHookName | `blocks.${number}.${BlockHookSuffix}`;
 /** Aliases accepted by `cache.get(alias, layer)`. */
-export type HookAlias = Kinds["alias"];
+export type HookAlias = HookKindRow["alias"];
 
 /** A parsed hook name. */
 export interface ParsedHook {

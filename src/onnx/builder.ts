@@ -204,6 +204,7 @@ export class GraphBuilder {
   private readonly usedNames = new Set<string>();
   private readonly initNames = new Set<string>();
 
+  /** A builder for one graph; see {@link GraphBuilderOptions} for the opset and names. */
   constructor(options: GraphBuilderOptions = {}) {
     this.options = {
       name: options.name ?? "main_graph",
