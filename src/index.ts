@@ -63,6 +63,7 @@ export { OnnxGraph } from "./onnx/graph.js";
 export { cloneStructure } from "./onnx/clone.js";
 export {
   addTapOutput,
+  exposeValue,
   insertEditPoint,
   inlineIfBranch,
   removeUnusedInputs,

@@ -18,7 +18,7 @@ import { cloneStructure } from "./onnx/clone.js";
 import { resolveExternalData } from "./onnx/external.js";
 import { OnnxGraph } from "./onnx/graph.js";
 import { decodeModel, encodeModel } from "./onnx/proto.js";
-import { addTapOutput, inlineIfBranch, pruneDeadNodes, removeUnusedInputs } from "./onnx/surgery.js";
+import { addTapOutput, exposeValue, inlineIfBranch, pruneDeadNodes, removeUnusedInputs } from "./onnx/surgery.js";
 import type { HostTensor } from "./onnx/tensor.js";
 import { padBatch, type TokenBatch } from "./batch.js";
 import { createSession, type Device, type OptimizationLevel, type Session } from "./runtime/ort.js";
@@ -296,7 +296,10 @@ export class Model {
 
   /**
    * The patched ONNX model: the flattened graph with each selected hook exposed as a graph
-   * output named after the hook (through an `Identity` tap, so onnxruntime's fusions survive).
+   * output, and the output name of each hook. Hook tensors become outputs as they are (no copy);
+   * the few that end a pattern onnxruntime fuses (the GELU output) go through an `Identity`
+   * named after the hook, so the fusion survives. Hooks that are the same tensor
+   * (`blocks.L.hook_resid_post` and `blocks.L+1.hook_resid_pre`) share one output.
    * Initializers are shared with the loaded model, not copied.
    *
    * @example
@@ -311,8 +314,8 @@ export class Model {
     const outputs = new Map<HookName, string>();
     for (const h of names) {
       const src = this.hookMap.sources.get(h)!;
-      const value = src.kind === "tap" ? src.value : src.build(g);
-      outputs.set(h, addTapOutput(g, value, { outputName: h }));
+      if (src.kind === "tap" && src.fusionTail) outputs.set(h, addTapOutput(g, src.value, { outputName: h }));
+      else outputs.set(h, exposeValue(g, src.kind === "tap" ? src.value : src.build(g)));
     }
     return { model: g.model, outputs };
   }
@@ -387,7 +390,7 @@ export class Model {
       return q;
     });
     const ps = await this.sessionFor(hooks);
-    const fetches = ["logits", ...hooks.map((h) => ps.outputs.get(h)!)];
+    const fetches = [...new Set(["logits", ...hooks.map((h) => ps.outputs.get(h)!)])];
     const out = await ps.session.run(this.feeds(ps.session, batch), fetches);
     const B = batch.rows.length;
     const entries = new Map<HookName, Activation>();

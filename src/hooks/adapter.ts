@@ -11,7 +11,17 @@ import type { HostTensor } from "../onnx/tensor.js";
 /** How a hook's tensor is obtained from the graph. */
 export type HookSource =
   /** An existing tensor, exposed through an Identity tap. */
-  | { kind: "tap"; value: string; broadcastBatch?: boolean }
+  | {
+      kind: "tap";
+      value: string;
+      /** The tensor has batch size 1 whatever the input batch (position embeddings). */
+      broadcastBatch?: boolean;
+      /**
+       * The value is the output of the last node of a pattern onnxruntime fuses (e.g. the
+       * decomposed GELU): expose it through an Identity copy, or the fusion is lost.
+       */
+      fusionTail?: boolean;
+    }
   /** A tensor computed by nodes the adapter adds on request (e.g. per-head results). */
   | {
       kind: "computed";

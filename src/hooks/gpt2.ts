@@ -66,8 +66,8 @@ function fusedReason(g: OnnxGraph, scope: string): string {
   return `no matching node under ${scope}`;
 }
 
-function setTap(f: Found, name: HookName, value: string | undefined, reason: () => string, broadcastBatch = false): void {
-  if (value) f.sources.set(name, { kind: "tap", value, broadcastBatch });
+function setTap(f: Found, name: HookName, value: string | undefined, reason: () => string, broadcastBatch = false, fusionTail = false): void {
+  if (value) f.sources.set(name, { kind: "tap", value, broadcastBatch, fusionTail });
   else f.unavailable.set(name, reason());
 }
 
@@ -189,7 +189,9 @@ function discoverBlock(g: OnnxGraph, dims: ArchDims, layer: number, scope: strin
   const act = `${scope}/mlp/act`;
   if (setFusedMlp(f, g, `${scope}/mlp`, h("mlp.hook_pre"), h("mlp.hook_post"))) return;
   setTap(f, h("mlp.hook_pre"), scopeInput(g, act), () => fusedReason(g, `${scope}/mlp`));
-  setTap(f, h("mlp.hook_post"), scopeOutput(g, act), () => fusedReason(g, `${scope}/mlp`));
+  // The GELU's last Mul: onnxruntime fuses the decomposed GELU into FastGelu only if that
+  // output is not itself a graph output.
+  setTap(f, h("mlp.hook_post"), scopeOutput(g, act), () => fusedReason(g, `${scope}/mlp`), false, true);
 }
 
 /** Gathers reading an initializer table with `rows` rows. */

@@ -69,6 +69,27 @@ export function addTapOutput(g: OnnxGraph, valueName: string, opts: TapOptions =
   return outputName;
 }
 
+/**
+ * Makes an existing value a graph output as it is, with no copy, and returns its name. Cheaper
+ * than {@link addTapOutput} (no Identity, no extra buffer), and onnxruntime still fuses around
+ * it, except when the value is the output of the *last* node of a pattern it would fuse (the
+ * final Mul of a decomposed GELU, say): the fusion replaces that node, so it does not happen.
+ * Tap those values with {@link addTapOutput}. Graph inputs and initializers are tapped through
+ * an Identity too, since they cannot be listed as outputs themselves.
+ *
+ * @example
+ * ```ts
+ * const out = exposeValue(g, "/transformer/h.0/Add_output_0"); // the residual stream after block 0's attention
+ * ```
+ */
+export function exposeValue(g: OnnxGraph, valueName: string): string {
+  if (!g.hasValue(valueName)) throw unknownValue(g, valueName);
+  if (g.outputNames().includes(valueName)) return valueName;
+  if (!g.producer(valueName)) return addTapOutput(g, valueName);
+  g.addOutput(create(ValueInfoProtoSchema, { name: valueName }));
+  return valueName;
+}
+
 /** Options of {@link insertEditPoint}. */
 export interface EditPointOptions {
   /** Name of the new graph input multiplying the value (feed ones to leave it unchanged). */

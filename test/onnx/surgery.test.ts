@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { TdbError } from "../../src/errors.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import { encodeModel } from "../../src/onnx/proto.js";
-import { addTapOutput, inlineIfBranch, insertEditPoint, pruneDeadNodes, removeUnusedInitializers, removeUnusedInputs } from "../../src/onnx/surgery.js";
+import { addTapOutput, exposeValue, inlineIfBranch, insertEditPoint, pruneDeadNodes, removeUnusedInitializers, removeUnusedInputs } from "../../src/onnx/surgery.js";
 import { validateGraph } from "../../src/onnx/validate.js";
 import { attr, f32, fvi, graph, mlpModel, model, node, randn } from "./_build.js";
 
@@ -36,6 +36,30 @@ function code(f: () => unknown): string | undefined {
   }
   return undefined;
 }
+
+describe("exposeValue", () => {
+  it("lists an intermediate value as an output without a copy node", async () => {
+    const base = await run(mlpModel(), { x: X() });
+    const g = OnnxGraph.fromModel(mlpModel());
+    const nodes = g.nodes.length;
+    expect(exposeValue(g, "h")).toBe("h");
+    expect(exposeValue(g, "h")).toBe("h");
+    expect(exposeValue(g, "y")).toBe("y");
+    expect(g.nodes.length).toBe(nodes);
+    expect(g.outputNames()).toEqual(["y", "h"]);
+    validateGraph(g);
+    const out = await run(g.model, { x: X() });
+    expect(out.y).toEqual(base.y);
+    expect(out.h!.some((v) => v < 0)).toBe(true); // pre-ReLU values, not a copy of a later tensor
+  });
+
+  it("taps graph inputs through an Identity, and rejects unknown values", () => {
+    const g = OnnxGraph.fromModel(mlpModel());
+    expect(exposeValue(g, "x")).toBe("x__tap");
+    expect(g.producer("x__tap")?.opType).toBe("Identity");
+    expect(code(() => exposeValue(g, "nope"))).toBe("E_ONNX_INVALID");
+  });
+});
 
 describe("addTapOutput", () => {
   it("exposes intermediate values without changing the outputs", async () => {
