@@ -122,7 +122,7 @@ function flattenDecoder(model: ModelProto): ModelProto {
  * ```
  */
 export class Model {
-  private readonly sessions: PatchedSession[] = [];
+  private readonly live: PatchedSession[] = [];
   private baseline: Promise<Session> | undefined;
   private weightsCache: ModelWeights | undefined;
   private readonly codec: TokenCodec;
@@ -320,6 +320,15 @@ export class Model {
     return { model: g.model, outputs };
   }
 
+  /**
+   * Hook sets of the live patched sessions, most recently used first. A trace reuses a live
+   * session whose set covers the hooks it asks for; otherwise it builds one and releases the
+   * least recently used beyond `maxSessions` (each session holds its own copy of the weights).
+   */
+  get liveSessions(): HookName[][] {
+    return this.live.map((s) => [...s.hooks]);
+  }
+
   /** The flattened, unpatched model (the `If` of merged decoders inlined, past inputs removed). */
   get baseModel(): ModelProto {
     return this.base;
@@ -327,18 +336,18 @@ export class Model {
 
   /** A patched session exposing at least `hooks`, reusing a live one when it covers them. */
   private async sessionFor(hooks: readonly HookName[]): Promise<PatchedSession> {
-    const hit = this.sessions.find((s) => hooks.every((h) => s.hooks.has(h)));
+    const hit = this.live.find((s) => hooks.every((h) => s.hooks.has(h)));
     if (hit) {
-      this.sessions.splice(this.sessions.indexOf(hit), 1);
-      this.sessions.unshift(hit);
+      this.live.splice(this.live.indexOf(hit), 1);
+      this.live.unshift(hit);
       return hit;
     }
     const { model, outputs } = this.patchedModel(hooks);
     const session = await createSession(encodeModel(model), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
     const entry: PatchedSession = { hooks: new Set(hooks), outputs, session };
-    this.sessions.unshift(entry);
+    this.live.unshift(entry);
     const max = Math.max(1, this.opts.maxSessions ?? 2);
-    for (const old of this.sessions.splice(max)) await old.session.release();
+    for (const old of this.live.splice(max)) await old.session.release();
     return entry;
   }
 
@@ -427,7 +436,7 @@ export class Model {
 
   /** Releases every onnxruntime session. */
   async dispose(): Promise<void> {
-    for (const s of this.sessions.splice(0)) await s.session.release();
+    for (const s of this.live.splice(0)) await s.session.release();
     if (this.baseline) await (await this.baseline).release();
     this.baseline = undefined;
   }

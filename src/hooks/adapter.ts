@@ -42,44 +42,44 @@ export interface HookMap {
 /** Per-layer weights in TransformerLens layout (Float32, row-major). */
 export interface LayerWeights {
   /** [n_head, d_model, d_head] */
-  W_Q: HostTensor;
-  W_K: HostTensor;
-  W_V: HostTensor;
+  W_Q: HostTensor<"float32">;
+  W_K: HostTensor<"float32">;
+  W_V: HostTensor<"float32">;
   /** [n_head, d_head] */
-  b_Q: HostTensor;
-  b_K: HostTensor;
-  b_V: HostTensor;
+  b_Q: HostTensor<"float32">;
+  b_K: HostTensor<"float32">;
+  b_V: HostTensor<"float32">;
   /** [n_head, d_head, d_model] */
-  W_O: HostTensor;
+  W_O: HostTensor<"float32">;
   /** [d_model] */
-  b_O: HostTensor;
+  b_O: HostTensor<"float32">;
   /** [d_model, d_mlp] */
-  W_in: HostTensor;
+  W_in: HostTensor<"float32">;
   /** [d_mlp] */
-  b_in: HostTensor;
+  b_in: HostTensor<"float32">;
   /** [d_mlp, d_model] */
-  W_out: HostTensor;
+  W_out: HostTensor<"float32">;
   /** [d_model] */
-  b_out: HostTensor;
+  b_out: HostTensor<"float32">;
   /** LayerNorm weights and biases [d_model]. */
-  ln1_w: HostTensor;
-  ln1_b: HostTensor;
-  ln2_w: HostTensor;
-  ln2_b: HostTensor;
+  ln1_w: HostTensor<"float32">;
+  ln1_b: HostTensor<"float32">;
+  ln2_w: HostTensor<"float32">;
+  ln2_b: HostTensor<"float32">;
 }
 
 /** The weights of a whole model in TransformerLens layout. */
 export interface ModelWeights {
   /** Token embeddings [d_vocab, d_model]. */
-  W_E: HostTensor;
+  W_E: HostTensor<"float32">;
   /** Position embeddings [n_ctx, d_model]. */
-  W_pos: HostTensor;
+  W_pos: HostTensor<"float32">;
   /** Unembedding [d_model, d_vocab]. */
-  W_U: HostTensor;
+  W_U: HostTensor<"float32">;
   /** Unembedding bias [d_vocab] (zeros for GPT-2). */
-  b_U: HostTensor;
-  lnf_w: HostTensor;
-  lnf_b: HostTensor;
+  b_U: HostTensor<"float32">;
+  lnf_w: HostTensor<"float32">;
+  lnf_b: HostTensor<"float32">;
   blocks: LayerWeights[];
 }
 

@@ -235,7 +235,7 @@ function discover(g: OnnxGraph, dims: ArchDims): HookMap {
   return { sources: ordered, unavailable: f.unavailable, nLayers: dims.nLayers };
 }
 
-function init(g: OnnxGraph, name: string | undefined, what: string): HostTensor {
+function init(g: OnnxGraph, name: string | undefined, what: string): HostTensor<"float32"> {
   const t = name ? g.initializer(name) : undefined;
   if (!t) {
     throw new TdbError("E_UNSUPPORTED_GRAPH", `cannot read weight ${what}: no float initializer found (quantized or fused graph?)`, {
@@ -246,11 +246,11 @@ function init(g: OnnxGraph, name: string | undefined, what: string): HostTensor 
   if (h.type !== "float32") {
     throw new TdbError("E_UNSUPPORTED_GRAPH", `weight ${what} is ${h.type}; analysis weights need float32`, { value: h.type, allowed: ["float32"] });
   }
-  return h;
+  return h as HostTensor<"float32">;
 }
 
 /** Reads a Conv1D (Gemm/MatMul + bias) under a scope: weight [in, out] and bias [out]. */
-function conv1d(g: OnnxGraph, scope: string): { w: HostTensor; b: HostTensor } {
+function conv1d(g: OnnxGraph, scope: string): { w: HostTensor<"float32">; b: HostTensor<"float32"> } {
   const mm = g.nodesInScope(scope).find((n) => n.opType === "Gemm" || n.opType === "MatMul");
   const w = init(g, mm?.input[1], `${scope} weight`);
   let bias = mm?.opType === "Gemm" ? mm.input[2] : undefined;
@@ -259,7 +259,7 @@ function conv1d(g: OnnxGraph, scope: string): { w: HostTensor; b: HostTensor } {
 }
 
 /** LayerNorm affine parameters: the initializer read by the scope's Mul and by its last Add. */
-function lnParams(g: OnnxGraph, scope: string): { w: HostTensor; b: HostTensor } {
+function lnParams(g: OnnxGraph, scope: string): { w: HostTensor<"float32">; b: HostTensor<"float32"> } {
   const nodes = g.nodesInScope(scope);
   const mul = nodes.find((n) => n.opType === "Mul" && n.input.some((i) => g.initializer(i)));
   const adds = nodes.filter((n) => n.opType === "Add" && n.input.some((i) => g.initializer(i) && g.initializer(i)!.dims.length === 1 && Number(g.initializer(i)!.dims[0]) > 1));
@@ -271,7 +271,7 @@ function lnParams(g: OnnxGraph, scope: string): { w: HostTensor; b: HostTensor }
 }
 
 /** Splits [d_model, n*d_head] columns into [n_head, d_model, d_head]. */
-function splitHeadsIn(w: Float32Array, dModel: number, cols: number, offset: number, nHeads: number, dHead: number): HostTensor {
+function splitHeadsIn(w: Float32Array, dModel: number, cols: number, offset: number, nHeads: number, dHead: number): HostTensor<"float32"> {
   const out = new Float32Array(nHeads * dModel * dHead);
   for (let h = 0; h < nHeads; h++) {
     for (let i = 0; i < dModel; i++) {
@@ -296,7 +296,7 @@ function weights(g: OnnxGraph, dims: ArchDims): ModelWeights {
     const ln2 = lnParams(g, `${s}/ln_2`);
     const w = qkv.w.data as Float32Array;
     const b = qkv.b.data as Float32Array;
-    const bias = (k: number): HostTensor => ({ type: "float32", data: b.slice(k * D, (k + 1) * D), dims: [H, dh] });
+    const bias = (k: number): HostTensor<"float32"> => ({ type: "float32", data: b.slice(k * D, (k + 1) * D), dims: [H, dh] });
     blocks.push({
       W_Q: splitHeadsIn(w, D, 3 * D, 0, H, dh),
       W_K: splitHeadsIn(w, D, 3 * D, D, H, dh),

@@ -106,3 +106,23 @@ describe("merged export variant (If on use_cache_branch, past_key_values inputs)
 function rows2(): number[][] {
   return [[511, 3, 77, 140]];
 }
+
+describe("patched sessions", () => {
+  it("are built once per hook set, reused for subsets, and capped at maxSessions", async () => {
+    const m = await Model.load(tm.dir, { maxSessions: 2 });
+    try {
+      const a = ["blocks.0.hook_resid_post", "blocks.1.attn.hook_pattern"] as const;
+      await m.trace([1, 2, 3], { hooks: [...a] });
+      expect(m.liveSessions).toEqual([[...a]]);
+      await m.trace([4, 5], { hooks: ["blocks.1.attn.hook_pattern"] }); // subset: reused
+      await m.trace([4, 5], { hooks: [...a] });
+      expect(m.liveSessions).toHaveLength(1);
+      await m.trace([4, 5], { hooks: ["hook_embed"] });
+      await m.trace([4, 5], { hooks: ["blocks.0.mlp.hook_post"] });
+      expect(m.liveSessions).toEqual([["blocks.0.mlp.hook_post"], ["hook_embed"]]);
+    } finally {
+      await m.dispose();
+    }
+    expect(m.liveSessions).toEqual([]);
+  });
+});
