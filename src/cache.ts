@@ -22,7 +22,8 @@ export class ActivationCache {
   /** Built by {@link Model.trace}; `nLayers` resolves `(alias, layer)` lookups. */
   constructor(
     private readonly entries: ReadonlyMap<HookName, Activation>,
-    private readonly nLayers: number,
+    /** Layers of the model (resolves negative layers in `get(alias, layer)`). */
+    readonly nLayers: number,
   ) {}
 
   /**

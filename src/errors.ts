@@ -13,6 +13,7 @@ export type TdbErrorCode =
   | "E_UNKNOWN_HOOK"
   | "E_LAYER_RANGE"
   | "E_POSITION_RANGE"
+  | "E_INDEX_RANGE"
   | "E_UNSUPPORTED_GRAPH"
   | "E_HOOK_UNAVAILABLE"
   | "E_NOT_CACHED"

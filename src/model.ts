@@ -14,16 +14,19 @@ import { gpt2Adapter } from "./hooks/gpt2.js";
 import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "./hooks/names.js";
 import { readText, type ModelFiles } from "./io/files.js";
 import type { HubOptions } from "./io/hub.js";
-import { cloneStructure } from "./onnx/clone.js";
 import { resolveExternalData } from "./onnx/external.js";
 import { OnnxGraph } from "./onnx/graph.js";
 import { decodeModel, encodeModel } from "./onnx/proto.js";
-import { addTapOutput, exposeValue, inlineIfBranch, pruneDeadNodes, removeUnusedInputs } from "./onnx/surgery.js";
+import { inlineIfBranch, pruneDeadNodes, removeUnusedInputs } from "./onnx/surgery.js";
+import { buildPatchedGraph, LOGIT_POSITIONS_INPUT, type PatchedGraph } from "./patching.js";
 import type { HostTensor } from "./onnx/tensor.js";
 import { padBatch, type TokenBatch } from "./batch.js";
 import { createSession, type Device, type OptimizationLevel, type Session } from "./runtime/ort.js";
 import { Trace, type TokenCodec } from "./trace.js";
 import { loadTokenizer } from "./tokenizer.js";
+import type { Edit } from "./intervene/edits.js";
+import { intervene, type InterveneOptions } from "./intervene/intervene.js";
+import type { InterventionResult } from "./intervene/result.js";
 
 /** Adapters by config `model_type`. */
 const ADAPTERS: readonly ArchitectureAdapter[] = [gpt2Adapter];
@@ -76,9 +79,30 @@ export type ModelInput = string | readonly string[] | readonly number[] | readon
 
 interface PatchedSession {
   hooks: ReadonlySet<HookName>;
-  /** Hook name -> graph output name. */
-  outputs: ReadonlyMap<HookName, string>;
+  /** Edit-point keys (`|`-joined sorted hook names) the session was built with. */
+  editKey: string;
+  selectLogits: boolean;
+  graph: PatchedGraph;
   session: Session;
+}
+
+/** Multiplier and addend fed to one edit point, full shape of the hook tensor. */
+export interface EditFeed {
+  mul: Float32Array;
+  add: Float32Array;
+  dims: number[];
+}
+
+/** What {@link Model.run} runs: the internal entry point of trace, intervene and sweeps. */
+export interface RunSpec {
+  /** Hooks to cache. */
+  hooks: readonly HookName[];
+  /** Edit feeds by hook name (hooks that are one tensor must not both appear). */
+  edits?: ReadonlyMap<HookName, EditFeed>;
+  /** Positions (absolute, per row) whose logits are computed; all when undefined. */
+  logitPositions?: number[][];
+  /** Keep only these positions (absolute) on `pos`/`query_pos` axes of cached hooks. */
+  positions?: readonly number[];
 }
 
 async function loadFiles(idOrDir: string, opts: LoadOptions): Promise<ModelFiles> {
@@ -308,16 +332,8 @@ export class Model {
    * await writeFile("patched.onnx", encodeModel(proto));
    * ```
    */
-  patchedModel(hooks: HookSelector): { model: ModelProto; outputs: Map<HookName, string> } {
-    const names = this.selectHooks(hooks);
-    const g = OnnxGraph.fromModel(cloneStructure(this.base));
-    const outputs = new Map<HookName, string>();
-    for (const h of names) {
-      const src = this.hookMap.sources.get(h)!;
-      if (src.kind === "tap" && src.fusionTail) outputs.set(h, addTapOutput(g, src.value, { outputName: h }));
-      else outputs.set(h, exposeValue(g, src.kind === "tap" ? src.value : src.build(g)));
-    }
-    return { model: g.model, outputs };
+  patchedModel(hooks: HookSelector, opts: { edits?: readonly HookName[]; selectLogits?: boolean } = {}): PatchedGraph {
+    return buildPatchedGraph(this.base, this.hookMap, this.config, { hooks: this.selectHooks(hooks), edits: opts.edits, selectLogits: opts.selectLogits });
   }
 
   /**
@@ -334,17 +350,21 @@ export class Model {
     return this.base;
   }
 
-  /** A patched session exposing at least `hooks`, reusing a live one when it covers them. */
-  private async sessionFor(hooks: readonly HookName[]): Promise<PatchedSession> {
-    const hit = this.live.find((s) => hooks.every((h) => s.hooks.has(h)));
+  /**
+   * A patched session exposing at least `hooks`, with exactly the edit points of `edits`,
+   * reusing a live one when it fits.
+   */
+  private async sessionFor(hooks: readonly HookName[], edits: readonly HookName[] = [], selectLogits = false): Promise<PatchedSession> {
+    const editKey = [...edits].sort().join("|");
+    const hit = this.live.find((s) => s.editKey === editKey && s.selectLogits === selectLogits && hooks.every((h) => s.hooks.has(h)));
     if (hit) {
       this.live.splice(this.live.indexOf(hit), 1);
       this.live.unshift(hit);
       return hit;
     }
-    const { model, outputs } = this.patchedModel(hooks);
-    const session = await createSession(encodeModel(model), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
-    const entry: PatchedSession = { hooks: new Set(hooks), outputs, session };
+    const graph = buildPatchedGraph(this.base, this.hookMap, this.config, { hooks, edits, selectLogits });
+    const session = await createSession(encodeModel(graph.model), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
+    const entry: PatchedSession = { hooks: new Set(hooks), editKey, selectLogits, graph, session };
     this.live.unshift(entry);
     const max = Math.max(1, this.opts.maxSessions ?? 2);
     for (const old of this.live.splice(max)) await old.session.release();
@@ -366,6 +386,7 @@ export class Model {
       } else if (name.startsWith("past_key_values.")) {
         feeds[name] = { type: "float32", data: new Float32Array(0), dims: [B, this.config.nHeads, 0, this.config.dHead] };
       } else if (name === "use_cache_branch") feeds[name] = { type: "bool", data: new Uint8Array([0]), dims: [1] };
+      else if (name.startsWith("tdb_")) continue; // edit points and logit positions: fed by run()
       else {
         throw new TdbError("E_UNSUPPORTED_GRAPH", `graph input ${JSON.stringify(name)} is not one tdb-js knows how to feed`, {
           value: name,
@@ -398,13 +419,46 @@ export class Model {
       }
       return q;
     });
-    const ps = await this.sessionFor(hooks);
-    const fetches = [...new Set(["logits", ...hooks.map((h) => ps.outputs.get(h)!)])];
-    const out = await ps.session.run(this.feeds(ps.session, batch), fetches);
+    return this.run(batch, { hooks, positions });
+  }
+
+  /**
+   * Runs a token batch through a patched session with the given hooks, edit feeds and logit
+   * positions. The building block of {@link Model.trace} and the interventions; most users want
+   * those instead.
+   */
+  async run(batch: TokenBatch, spec: RunSpec): Promise<Trace> {
+    const { hooks, positions } = spec;
+    const editHooks = [...(spec.edits?.keys() ?? [])];
+    const ps = await this.sessionFor(hooks, editHooks, spec.logitPositions !== undefined);
+    const feeds = this.feeds(ps.session, batch);
+    for (const [value, inputs] of ps.graph.edits) {
+      const hook = inputs.hooks.find((h) => spec.edits?.has(h));
+      const f = hook ? spec.edits!.get(hook)! : undefined;
+      if (!f) throw new TdbError("E_BAD_INPUT", `no edit feed for ${inputs.hooks.join("/")} (${value})`, { value: inputs.hooks });
+      feeds[inputs.mul] = { type: "float32", data: f.mul, dims: f.dims };
+      feeds[inputs.add] = { type: "float32", data: f.add, dims: f.dims };
+    }
+    if (spec.logitPositions) {
+      const n = spec.logitPositions[0]?.length ?? 0;
+      const idx = new BigInt64Array(batch.rows.length * n);
+      spec.logitPositions.forEach((row, b) => {
+        if (row.length !== n) throw new TdbError("E_BAD_INPUT", "every row needs the same number of logit positions", { value: row.length, allowed: n });
+        row.forEach((p, i) => {
+          if (!Number.isInteger(p) || p < 0 || p >= batch.seqLen) {
+            throw new TdbError("E_POSITION_RANGE", `logit position ${p} out of range [0, ${batch.seqLen - 1}]`, { value: p, allowed: [0, batch.seqLen - 1] });
+          }
+          idx[b * n + i] = BigInt(p);
+        });
+      });
+      feeds[LOGIT_POSITIONS_INPUT] = { type: "int64", data: idx, dims: [batch.rows.length, n, 1] };
+    }
+    const fetches = [...new Set(["logits", ...hooks.map((h) => ps.graph.outputs.get(h)!)])];
+    const out = await ps.session.run(feeds, fetches);
     const B = batch.rows.length;
     const entries = new Map<HookName, Activation>();
     for (const h of hooks) {
-      let t = asFloat32(out[ps.outputs.get(h)!]!, h);
+      let t = asFloat32(out[ps.graph.outputs.get(h)!]!, h);
       const kind = hookKindOf(h)!;
       if (t.dims[0] === 1 && B > 1) t = broadcastBatch(t, B);
       let labels = [...kind.dims];
@@ -421,7 +475,26 @@ export class Model {
       new ActivationCache(entries, this.config.nLayers),
       this.codec,
       positions,
+      spec.logitPositions,
     );
+  }
+
+  /**
+   * Runs a prompt (or batch) with edits held on, beside the clean run: ablations (zero, mean,
+   * resample), activation patching, steering, on any editable hook. With `variants`, many edit
+   * sets of one prompt run as batched rows.
+   *
+   * @example
+   * ```ts
+   * import { zeroHead, zeroNeuron } from "tdb-js";
+   * const r = await model.intervene("When John and Mary went to the shops, John gave the bag to", [zeroHead(1, 3)]);
+   * r.logitDiffChange(" Mary", " John");
+   * // all 144 single-head ablations of GPT-2 small in batched runs:
+   * const all = await model.intervene(prompt, [], { variants: heads.map(([l, h]) => [zeroHead(l, h)]) });
+   * ```
+   */
+  async intervene(input: ModelInput, edits: readonly Edit[], opts: InterveneOptions = {}): Promise<InterventionResult> {
+    return intervene(this, input, edits, opts);
   }
 
   /** Logits [batch, pos, d_vocab] from the unpatched graph (the baseline every trace is checked against). */

@@ -4,8 +4,9 @@
  *
  * @module
  */
-import type { Activation } from "./activation.js";
-import type { ActivationCache } from "./cache.js";
+import { Activation } from "./activation.js";
+import { ActivationCache } from "./cache.js";
+import type { HookName } from "./hooks/names.js";
 import { TdbError } from "./errors.js";
 
 /** How a trace turns token strings into ids and back. */
@@ -61,7 +62,46 @@ export class Trace {
     private readonly codec: TokenCodec,
     /** Positions kept in the cache (all when undefined). */
     readonly positions?: readonly number[],
+    /**
+     * Per row, the positions `logits` holds, in order (`logits` is [batch, n, d_vocab]); all
+     * positions when undefined.
+     */
+    readonly logitPositions?: readonly (readonly number[])[],
   ) {}
+
+  /**
+   * Joins traces of the same prompt length along the batch axis (e.g. the chunks of a batched
+   * run). They must cache the same hooks and logit positions count.
+   */
+  static concat(parts: readonly Trace[]): Trace {
+    const first = parts[0];
+    if (!first) throw new TdbError("E_BAD_INPUT", "nothing to concatenate", { value: 0 });
+    if (parts.length === 1) return first;
+    const cat = (acts: Activation[]): Activation => {
+      const a0 = acts[0]!;
+      const data = new Float32Array(acts.reduce((n, a) => n + a.data.length, 0));
+      let off = 0;
+      for (const a of acts) {
+        if (a.dims.slice(1).join() !== a0.dims.slice(1).join()) {
+          throw new TdbError("E_BAD_INPUT", `cannot concatenate ${a0.name}: dims ${a.dims.join("x")} vs ${a0.dims.join("x")}`, { value: a.dims });
+        }
+        data.set(a.data, off);
+        off += a.data.length;
+      }
+      return new Activation(a0.name, data, [acts.reduce((n, a) => n + a.dims[0]!, 0), ...a0.dims.slice(1)], a0.labels);
+    };
+    const entries = new Map<HookName, Activation>();
+    for (const [name] of first.cache) entries.set(name, cat(parts.map((p) => p.cache.get(name))));
+    return new Trace(
+      parts.flatMap((p) => p.tokens),
+      parts.flatMap((p) => p.strTokens),
+      cat(parts.map((p) => p.logits)),
+      new ActivationCache(entries, first.cache.nLayers),
+      first.codec,
+      first.positions,
+      first.logitPositions ? parts.flatMap((p) => p.logitPositions!) : undefined,
+    );
+  }
 
   /** Number of real (unpadded) tokens per row. */
   get lengths(): number[] {
@@ -97,7 +137,15 @@ export class Trace {
   /** Logits of the next-token distribution at one position (a view, no copy). */
   logitsAt(opts: PositionOptions = {}): Float32Array {
     const { b, p } = this.where(opts);
-    return this.logits.row(b, p);
+    if (!this.logitPositions) return this.logits.row(b, p);
+    const i = this.logitPositions[b]!.indexOf(p);
+    if (i < 0) {
+      throw new TdbError("E_NOT_CACHED", `logits at position ${p} of row ${b} were not computed in this run; computed: ${this.logitPositions[b]!.join(", ")}`, {
+        value: p,
+        allowed: this.logitPositions[b],
+      });
+    }
+    return this.logits.row(b, i);
   }
 
   /** Log-probabilities (float64 log-softmax) at one position. */

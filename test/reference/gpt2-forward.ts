@@ -28,6 +28,15 @@ export interface RefResult {
   cache: Map<string, RefTensor>;
 }
 
+/** Options of {@link gpt2Reference}. */
+export interface RefOptions {
+  /**
+   * Vectors added to the residual stream entering block L (`blocks.L.hook_resid_pre`), at every
+   * position of every row: steering, computed independently of the graph's edit points.
+   */
+  addToResidPre?: ReadonlyMap<number, ArrayLike<number>>;
+}
+
 /** The mask value of the export: float32's most negative finite number. */
 export const REF_MASK_VALUE = -3.4028234663852886e38;
 
@@ -41,7 +50,7 @@ function tensor(dims: number[]): RefTensor {
  * @param tokens `[B][S]` token ids (all rows the same length; pad as you like).
  * @param attentionMask `[B][S]` of 0/1; default all ones. Positions are 0..S-1 regardless, as in the export.
  */
-export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: number[][], attentionMask?: number[][]): RefResult {
+export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: number[][], attentionMask?: number[][], opts: RefOptions = {}): RefResult {
   const W = (name: string): Float32Array => {
     const t = weights.get(name);
     if (!t) throw new Error(`missing weight ${name}`);
@@ -115,6 +124,8 @@ export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: numbe
   for (let l = 0; l < c.n_layer; l++) {
     const p = `transformer.h.${l}`;
     const h = (n: string) => `blocks.${l}.${n}`;
+    const steer = opts.addToResidPre?.get(l);
+    if (steer) resid = { data: resid.data.map((x, i) => x + steer[i % d]!), dims: resid.dims };
     cache.set(h("hook_resid_pre"), resid);
     const x1 = layerNorm(resid, `${p}.ln_1`, h("ln1.hook_scale"));
     const qkv = linear(x1.data, BS, d, W(`${p}.attn.c_attn.weight`), W(`${p}.attn.c_attn.bias`), 3 * d);

@@ -1,0 +1,101 @@
+/**
+ * `model.intervene`: runs a prompt with edits held on (and the clean prompt beside it), or many
+ * edit sets ("variants") of one prompt as batched runs chunked to a memory budget.
+ *
+ * @module
+ */
+import { TdbError } from "../errors.js";
+import type { HookName } from "../hooks/names.js";
+import type { HookSelector, Model, ModelInput } from "../model.js";
+import { labelSize } from "../patching.js";
+import { hookKindOf } from "../hooks/names.js";
+import { Trace } from "../trace.js";
+import type { TokenBatch } from "../batch.js";
+import { compileEdits } from "./compile.js";
+import type { Edit } from "./edits.js";
+import { InterventionResult } from "./result.js";
+
+/** Options of {@link Model.intervene}. */
+export interface InterveneOptions {
+  /**
+   * Edit sets run as one batch on a single prompt: row `i` of the edited trace is the prompt
+   * with `variants[i]` applied (plus the shared `edits`, applied first).
+   */
+  variants?: readonly (readonly Edit[])[];
+  /** Hooks to cache in both runs. [default: none] */
+  hooks?: HookSelector;
+  /** Positions whose logits are computed: all, or the last real token of each row. [default: "all"; "last" with variants] */
+  logits?: "all" | "last";
+  /** Prepend BOS to string prompts. [default: true] */
+  prependBos?: boolean;
+  /** Approximate memory budget of one batched run, in bytes; variants are chunked to fit. [default: 1 GiB] */
+  maxBatchBytes?: number;
+}
+
+const GiB = 1024 ** 3;
+
+/** Rough bytes one batch row needs: logits, cached hooks, edit feeds, and onnxruntime's working set. */
+function bytesPerRow(model: Model, S: number, logitPositions: number, hooks: readonly HookName[], edits: readonly HookName[]): number {
+  const c = model.config;
+  const size = (h: HookName) =>
+    hookKindOf(h)!.dims.slice(1).reduce((n, l) => {
+      const s = labelSize(l, c);
+      return n * (s === "seq" ? S : s === "batch" ? 1 : s);
+    }, 1);
+  const hookFloats = hooks.reduce((n, h) => n + size(h), 0);
+  const editFloats = 2 * edits.reduce((n, h) => n + size(h), 0);
+  const working = S * (8 * c.dModel + 2 * c.dMlp + 2 * c.nHeads * S);
+  return 4 * (logitPositions * c.dVocab + hookFloats + editFloats + working);
+}
+
+function lastPositions(batch: TokenBatch): number[][] {
+  return batch.rows.map((r) => [r.length - 1]);
+}
+
+/** Implementation of {@link Model.intervene}. */
+export async function intervene(model: Model, input: ModelInput, edits: readonly Edit[], opts: InterveneOptions = {}): Promise<InterventionResult> {
+  const batch = model.toBatch(input, { prependBos: opts.prependBos });
+  const hooks = model.selectHooks(opts.hooks ?? []);
+  const variants = opts.variants;
+  const logits = opts.logits ?? (variants ? "last" : "all");
+  if (!Array.isArray(edits as unknown)) throw new TdbError("E_BAD_INPUT", "edits must be an array of Edit objects", { value: typeof edits });
+  const run = async (b: TokenBatch, rowEdits: readonly (readonly Edit[])[] | undefined): Promise<Trace> => {
+    const feeds = rowEdits ? await compileEdits(model, rowEdits, b.seqLen) : undefined;
+    return model.run(b, { hooks, edits: feeds, logitPositions: logits === "last" ? lastPositions(b) : undefined });
+  };
+  const clean = await run(batch, undefined);
+  if (!variants) {
+    const rowEdits = batch.rows.map((_, r) => edits.filter((e) => e.rows === undefined || e.rows.includes(r)));
+    for (const e of edits) {
+      const bad = e.rows?.find((r) => !Number.isInteger(r) || r < 0 || r >= batch.rows.length);
+      if (bad !== undefined) {
+        throw new TdbError("E_INDEX_RANGE", `edit of ${e.hook}: row ${bad} out of range [0, ${batch.rows.length - 1}]`, { value: bad, allowed: [0, batch.rows.length - 1] });
+      }
+    }
+    return new InterventionResult(await run(batch, rowEdits), clean, false);
+  }
+  if (batch.rows.length !== 1) {
+    throw new TdbError("E_BAD_INPUT", `variants run on one prompt; got ${batch.rows.length}`, { value: batch.rows.length, allowed: 1 });
+  }
+  if (variants.length === 0) throw new TdbError("E_BAD_INPUT", "variants is empty", { value: 0 });
+  for (const v of variants) {
+    if (!Array.isArray(v as unknown)) throw new TdbError("E_BAD_INPUT", "each variant must be an array of edits", { value: typeof v });
+    const withRows = v.find((e) => e.rows !== undefined);
+    if (withRows) throw new TdbError("E_BAD_OPTION", `edit of ${withRows.hook} sets rows inside a variant; each variant is one row`, { value: withRows.rows });
+  }
+  // Size chunks from the hooks any variant edits (the session has edit points on all of them).
+  const probe = await compileEdits(model, [[...edits, ...variants.flat()]], batch.seqLen);
+  const perRow = bytesPerRow(model, batch.seqLen, logits === "last" ? 1 : batch.seqLen, hooks, [...probe.keys()]);
+  const chunk = Math.max(1, Math.floor((opts.maxBatchBytes ?? GiB) / perRow));
+  const parts: Trace[] = [];
+  const row = batch.rows[0]!;
+  for (let start = 0; start < variants.length; start += chunk) {
+    const vs = variants.slice(start, start + chunk);
+    const b = model.toBatch(vs.map(() => row));
+    // Every row gets an edit point on every hook any variant edits, so that one session serves
+    // all chunks: rows that leave a hook alone are fed identity (scale by 1).
+    const identity: Edit[] = [...probe.keys()].map((h) => ({ hook: h, kind: "scale", value: 1 }));
+    parts.push(await run(b, vs.map((v) => [...identity, ...edits, ...v])));
+  }
+  return new InterventionResult(Trace.concat(parts), clean, true);
+}

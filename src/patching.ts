@@ -1,0 +1,162 @@
+/**
+ * Building patched graphs: the flattened model plus, on request, edit points on hook tensors
+ * (`x * mul + add`, fed per run), hook tensors exposed as outputs, and a gather that keeps the
+ * logits of chosen positions only (the unembedding is the largest matmul of a small model; with
+ * 144 variants of a 32-token prompt, all-position logits would be ~1 GB).
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, type ModelProto } from "onnx-buf";
+import { TdbError } from "./errors.js";
+import type { ArchDims, HookMap } from "./hooks/adapter.js";
+import { hookKindOf, type HookName } from "./hooks/names.js";
+import { cloneStructure } from "./onnx/clone.js";
+import { OnnxGraph } from "./onnx/graph.js";
+import { addTapOutput, exposeValue, insertEditPoint, tensorValueInfo } from "./onnx/surgery.js";
+
+/** Graph input holding, per batch row, the positions whose logits are computed: int64 [batch, n, 1]. */
+export const LOGIT_POSITIONS_INPUT = "tdb_logit_positions";
+
+/** What a patched graph is built for. */
+export interface PatchSpec {
+  /** Hooks exposed as outputs. */
+  hooks: readonly HookName[];
+  /** Hooks whose tensor gets an edit point (hooks sharing one tensor share one edit point). */
+  edits?: readonly HookName[];
+  /** Compute logits only at positions fed through {@link LOGIT_POSITIONS_INPUT}. */
+  selectLogits?: boolean;
+}
+
+/** The two graph inputs of one edit point and the hooks it edits. */
+export interface EditInputs {
+  /** Multiplier input name (feed ones to leave the tensor unchanged). */
+  mul: string;
+  /** Added input name (feed zeros to leave the tensor unchanged). */
+  add: string;
+  /** Hooks that are this tensor, in forward order. */
+  hooks: HookName[];
+  /** Declared dims: symbolic `batch` and `seq`, numbers elsewhere. */
+  shape: (number | string)[];
+}
+
+/** A built patched graph. */
+export interface PatchedGraph {
+  model: ModelProto;
+  /** Hook name -> graph output name (hooks that are one tensor share an output). */
+  outputs: Map<HookName, string>;
+  /** Edit points by the tensor (value name) they edit. */
+  edits: Map<string, EditInputs>;
+}
+
+/** Size of each dim label of the hook table for a model; `batch`/positions stay symbolic. */
+export function labelSize(label: string, dims: ArchDims): number | "batch" | "seq" {
+  switch (label) {
+    case "batch":
+      return "batch";
+    case "pos":
+    case "query_pos":
+    case "key_pos":
+      return "seq";
+    case "head":
+      return dims.nHeads;
+    case "d_head":
+      return dims.dHead;
+    case "d_model":
+      return dims.dModel;
+    case "d_mlp":
+      return dims.dMlp;
+    case "1":
+      return 1;
+    default:
+      throw new TdbError("E_UNSUPPORTED_GRAPH", `no size for dim label ${label}`, { value: label });
+  }
+}
+
+/** The value (tensor name) behind a hook, for hooks that can carry an edit point. */
+export function editableValue(hookMap: HookMap, hook: HookName): string {
+  const src = hookMap.sources.get(hook);
+  if (!src) {
+    throw new TdbError("E_HOOK_UNAVAILABLE", `${hook} is not reachable in this graph (${hookMap.unavailable.get(hook) ?? "unknown"})`, {
+      value: hook,
+      allowed: [...hookMap.sources.keys()],
+    });
+  }
+  if (src.kind !== "tap") {
+    const editable = [...hookMap.sources].filter(([, s]) => s.kind === "tap").map(([n]) => n);
+    throw new TdbError(
+      "E_HOOK_UNAVAILABLE",
+      `${hook} is computed beside the model (it is not on the forward path), so editing it would change nothing; edit the tensors it is made from instead`,
+      { value: hook, allowed: editable },
+    );
+  }
+  return src.value;
+}
+
+/**
+ * Builds the patched graph for `spec` from the flattened base model. Edit points go in first, so
+ * an edited hook's cached value is the edited one (as a TransformerLens hook that edits and a
+ * cache hook after it would see).
+ */
+export function buildPatchedGraph(base: ModelProto, hookMap: HookMap, dims: ArchDims, spec: PatchSpec): PatchedGraph {
+  const g = OnnxGraph.fromModel(cloneStructure(base));
+  const edits = new Map<string, EditInputs>();
+  const editedOutput = new Map<string, string>();
+  for (const hook of spec.edits ?? []) {
+    const value = editableValue(hookMap, hook);
+    const e = edits.get(value);
+    if (e) {
+      e.hooks.push(hook);
+      continue;
+    }
+    const shape = hookKindOf(hook)!.dims.map((l) => labelSize(l, dims));
+    const i = edits.size;
+    const point = insertEditPoint(g, value, { mulInput: `tdb_edit_${i}_mul`, addInput: `tdb_edit_${i}_add`, shape });
+    edits.set(value, { mul: point.mulInput, add: point.addInput, hooks: [hook], shape });
+    editedOutput.set(value, point.output);
+  }
+  const outputs = new Map<HookName, string>();
+  for (const h of spec.hooks) {
+    const src = hookMap.sources.get(h);
+    if (!src) throw new TdbError("E_HOOK_UNAVAILABLE", `${h} is not reachable in this graph`, { value: h, allowed: [...hookMap.sources.keys()] });
+    if (src.kind === "computed") {
+      outputs.set(h, exposeValue(g, src.build(g)));
+      continue;
+    }
+    const edited = editedOutput.get(src.value);
+    if (edited) outputs.set(h, exposeValue(g, edited));
+    else if (src.fusionTail) outputs.set(h, addTapOutput(g, src.value, { outputName: h }));
+    else outputs.set(h, exposeValue(g, src.value));
+  }
+  if (spec.selectLogits) selectLogitPositions(g);
+  return { model: g.model, outputs, edits };
+}
+
+/**
+ * Makes `logits` [batch, n, vocab] hold only the positions fed in {@link LOGIT_POSITIONS_INPUT}
+ * ([batch, n, 1], per row), by gathering the final hidden states before the unembedding.
+ */
+function selectLogitPositions(g: OnnxGraph): void {
+  const lmHead = g.producer("logits");
+  const hidden = lmHead?.opType === "MatMul" ? lmHead.input[0] : undefined;
+  if (!lmHead || !hidden) {
+    throw new TdbError("E_UNSUPPORTED_GRAPH", `cannot select logit positions: logits are not produced by a MatMul (found ${lmHead?.opType ?? "nothing"})`, {
+      value: lmHead?.opType,
+      allowed: ["MatMul"],
+    });
+  }
+  g.addInput(tensorValueInfo(LOGIT_POSITIONS_INPUT, "int64", ["batch", "n_logit_positions", 1]));
+  const out = g.uniqueName(`${hidden}__selected`);
+  g.addNode(
+    create(NodeProtoSchema, {
+      opType: "GatherND",
+      name: g.uniqueName("/tdb/logit_positions/GatherND"),
+      input: [hidden, LOGIT_POSITIONS_INPUT],
+      output: [out],
+      attribute: [create(AttributeProtoSchema, { name: "batch_dims", type: AttributeProto_AttributeType.INT, i: 1n })],
+    }),
+    { before: lmHead },
+  );
+  lmHead.input[0] = out;
+  g.invalidate();
+}

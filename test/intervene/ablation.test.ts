@@ -1,0 +1,155 @@
+/**
+ * Acceptance of interventions against independent computations: a model file with hand-edited
+ * weights (head and neuron ablations) and the float64 reference with a vector added (steering);
+ * batched variants equal one-by-one runs; patching reproduces clean and corrupted logits.
+ */
+import { cp, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildGpt2Graph } from "../../src/fixtures/gpt2-graph.js";
+import type { Gpt2Weights } from "../../src/fixtures/weights.js";
+import { patchFrom, steer, zeroHead, zeroNeuron, type Edit } from "../../src/intervene/edits.js";
+import { Model } from "../../src/model.js";
+import { encodeModel } from "../../src/onnx/proto.js";
+import { gpt2Reference } from "../reference/gpt2-forward.js";
+import { FOUR_LAYER, makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";
+
+const PROMPT = [7, 30, 2, 99, 41, 5, 250, 18];
+let tm: TestModel;
+let model: Model;
+const dirs: string[] = [];
+
+/** A copy of the fixture whose ONNX file is rebuilt from `edit(weights)`. */
+async function modelWithWeights(name: string, edit: (w: Gpt2Weights) => void): Promise<Model> {
+  const w: Gpt2Weights = new Map([...tm.weights].map(([k, v]) => [k, { data: v.data.slice(), dims: [...v.dims] }]));
+  edit(w);
+  const dir = `${tm.dir}-${name}`;
+  dirs.push(dir);
+  await cp(tm.dir, dir, { recursive: true });
+  await writeFile(join(dir, "onnx", "model.onnx"), encodeModel(buildGpt2Graph(tm.arch, w)));
+  return Model.load(dir);
+}
+
+beforeAll(async () => {
+  tm = await makeTestModel({ config: FOUR_LAYER, seed: 5 });
+  model = await Model.load(tm.dir);
+});
+afterAll(async () => {
+  await model?.dispose();
+  await tm?.cleanup();
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+describe("ablations equal hand-edited weight files", () => {
+  it("zero-ablating head h of layer L = zeroing that head's rows of c_proj", async () => {
+    const L = 2;
+    const h = 1;
+    const dh = FOUR_LAYER.n_embd / FOUR_LAYER.n_head;
+    const edited = await modelWithWeights("head", (w) => {
+      const t = w.get(`transformer.h.${L}.attn.c_proj.weight`)!;
+      t.data.fill(0, h * dh * FOUR_LAYER.n_embd, (h + 1) * dh * FOUR_LAYER.n_embd);
+    });
+    try {
+      const r = await model.intervene([PROMPT], [zeroHead(L, h)]);
+      const want = await edited.forward([PROMPT]);
+      expect(maxAbsDiff(r.edited.logits.data, want.data)).toBeLessThan(1e-4);
+      // The edit did something, and the clean run is the unedited model.
+      expect(maxAbsDiff(r.clean.logits.data, want.data)).toBeGreaterThan(1e-3);
+      expect(maxAbsDiff(r.clean.logits.data, (await model.forward([PROMPT])).data)).toBeLessThan(1e-6);
+    } finally {
+      await edited.dispose();
+    }
+  });
+
+  it("zero-ablating neuron i = zeroing row i of mlp.c_proj.weight (also through variants)", async () => {
+    const L = 1;
+    const i = 37;
+    const d = FOUR_LAYER.n_embd;
+    const edited = await modelWithWeights("neuron", (w) => {
+      w.get(`transformer.h.${L}.mlp.c_proj.weight`)!.data.fill(0, i * d, (i + 1) * d);
+    });
+    try {
+      const r = await model.intervene([PROMPT], [zeroNeuron(L, i)]);
+      const want = await edited.forward([PROMPT]);
+      expect(maxAbsDiff(r.edited.logits.data, want.data)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(r.clean.logits.data, want.data)).toBeGreaterThan(1e-4);
+      const v = await model.intervene([PROMPT], [], { variants: [[], [zeroNeuron(L, i)]], logits: "all" });
+      expect(maxAbsDiff(v.edited.logits.row(1), want.data)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(v.edited.logits.row(0), r.clean.logits.data)).toBeLessThan(1e-5);
+    } finally {
+      await edited.dispose();
+    }
+  });
+
+  it("zero-ablating a neuron at one position only changes that position and later ones", async () => {
+    const r = await model.intervene([PROMPT], [zeroNeuron(0, [3, 4, 5], { positions: [4] })], { hooks: ["blocks.0.mlp.hook_post", "blocks.0.hook_resid_post"] });
+    const post = r.edited.cache.get("post", 0);
+    for (const n of [3, 4, 5]) expect(post.at(0, 4, n)).toBe(0);
+    expect(post.at(0, 3, 3)).toBe(r.clean.cache.get("post", 0).at(0, 3, 3));
+    expect(maxAbsDiff(r.edited.logits.row(0, 3), r.clean.logits.row(0, 3))).toBe(0);
+    expect(maxAbsDiff(r.edited.logits.row(0, 4), r.clean.logits.row(0, 4))).toBeGreaterThan(0);
+  });
+});
+
+describe("steering equals the reference forward with the vector added", () => {
+  it("adding scale * v at resid_pre of layer L", async () => {
+    const L = 2;
+    const v = Array.from({ length: FOUR_LAYER.n_embd }, (_, i) => Math.sin(i * 0.7));
+    const scale = 3;
+    const r = await model.intervene([PROMPT], [steer(`blocks.${L}.hook_resid_pre`, v, scale)]);
+    const ref = gpt2Reference(tm.arch, tm.weights, [PROMPT], undefined, { addToResidPre: new Map([[L, v.map((x) => x * scale)]]) });
+    expect(maxAbsDiff(r.edited.logits.data, ref.logits.data)).toBeLessThan(1e-4);
+    const plain = gpt2Reference(tm.arch, tm.weights, [PROMPT]);
+    expect(maxAbsDiff(r.edited.logits.data, plain.logits.data)).toBeGreaterThan(1e-3);
+  });
+
+  it("edits on resid_post of L-1 and resid_pre of L (one tensor) compose in hook order", async () => {
+    const d = FOUR_LAYER.n_embd;
+    const v = Array.from({ length: d }, (_, i) => (i % 3) - 1);
+    const r = await model.intervene([PROMPT], [steer("blocks.2.hook_resid_pre", v, 2), steer("blocks.1.hook_resid_post", v, 1)]);
+    const ref = gpt2Reference(tm.arch, tm.weights, [PROMPT], undefined, { addToResidPre: new Map([[2, v.map((x) => x * 3)]]) });
+    expect(maxAbsDiff(r.edited.logits.data, ref.logits.data)).toBeLessThan(1e-4);
+  });
+});
+
+describe("batched variants", () => {
+  it("give the same results as the same edits run one by one", async () => {
+    const variants: Edit[][] = [];
+    for (let l = 0; l < FOUR_LAYER.n_layer; l++) for (let h = 0; h < FOUR_LAYER.n_head; h++) variants.push([zeroHead(l, h)]);
+    variants.push([zeroNeuron(3, 5, { positions: [-1] }), zeroHead(0, 2)], []);
+    const batched = await model.intervene([PROMPT], [], { variants, maxBatchBytes: 1 }); // one row per chunk
+    const together = await model.intervene([PROMPT], [], { variants });
+    expect(batched.rows).toBe(variants.length);
+    for (let i = 0; i < variants.length; i++) {
+      const one = await model.intervene([PROMPT], variants[i]!, { logits: "last" });
+      expect(maxAbsDiff(together.edited.logitsAt({ batch: i }), one.edited.logitsAt())).toBeLessThan(1e-5);
+      expect(maxAbsDiff(batched.edited.logitsAt({ batch: i }), one.edited.logitsAt())).toBeLessThan(1e-5);
+    }
+    const kl = together.kl();
+    expect(kl[variants.length - 1]).toBeLessThan(1e-9);
+    expect(Math.max(...kl)).toBeGreaterThan(0);
+  });
+});
+
+describe("activation patching", () => {
+  const clean = [7, 30, 2, 99, 41, 5, 250, 18];
+  const corrupted = [7, 30, 2, 12, 41, 5, 250, 18];
+  it("patching the whole clean residual stream at the last layer reproduces the clean logits", async () => {
+    const last = FOUR_LAYER.n_layer - 1;
+    const c = await model.trace([clean], { hooks: [`blocks.${last}.hook_resid_pre`, `blocks.${last}.hook_resid_post`] });
+    for (const hook of [`blocks.${last}.hook_resid_pre`, `blocks.${last}.hook_resid_post`]) {
+      const r = await model.intervene([corrupted], [patchFrom(hook, c)]);
+      expect(maxAbsDiff(r.edited.logits.data, c.logits.data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(r.clean.logits.data, c.logits.data)).toBeGreaterThan(1e-3);
+    }
+  });
+
+  it("patching nothing reproduces the corrupted logits", async () => {
+    const r = await model.intervene([corrupted], []);
+    const plain = await model.forward([corrupted]);
+    expect(maxAbsDiff(r.edited.logits.data, plain.data)).toBeLessThan(1e-6);
+    const c = await model.trace([clean], { hooks: ["blocks.0.hook_resid_pre"] });
+    const none = await model.intervene([corrupted], [patchFrom("blocks.0.hook_resid_pre", c, { positions: [] })]);
+    expect(maxAbsDiff(none.edited.logits.data, plain.data)).toBeLessThan(1e-6);
+  });
+});
