@@ -79,8 +79,8 @@ export type ModelInput = string | readonly string[] | readonly number[] | readon
 
 interface PatchedSession {
   hooks: ReadonlySet<HookName>;
-  /** Edit-point keys (`|`-joined sorted hook names) the session was built with. */
-  editKey: string;
+  /** Hooks with an edit point in this session (unused ones are fed identity). */
+  editHooks: ReadonlySet<HookName>;
   selectLogits: boolean;
   graph: PatchedGraph;
   session: Session;
@@ -355,16 +355,30 @@ export class Model {
    * reusing a live one when it fits.
    */
   private async sessionFor(hooks: readonly HookName[], edits: readonly HookName[] = [], selectLogits = false): Promise<PatchedSession> {
-    const editKey = [...edits].sort().join("|");
-    const hit = this.live.find((s) => s.editKey === editKey && s.selectLogits === selectLogits && hooks.every((h) => s.hooks.has(h)));
+    const hit = this.live.find((s) => s.selectLogits === selectLogits && hooks.every((h) => s.hooks.has(h)) && edits.every((h) => s.editHooks.has(h)));
     if (hit) {
       this.live.splice(this.live.indexOf(hit), 1);
       this.live.unshift(hit);
       return hit;
     }
-    const graph = buildPatchedGraph(this.base, this.hookMap, this.config, { hooks, edits, selectLogits });
+    // Edits usually sweep a hook over layers (ablate each head, patch each layer): give the new
+    // session edit points on that hook in every layer, so the sweep reuses it.
+    const allEdits = new Set<HookName>();
+    for (const h of edits) {
+      const suffix = /^blocks\.\d+\.(.+)$/.exec(h)?.[1];
+      if (!suffix) {
+        allEdits.add(h);
+        continue;
+      }
+      for (let l = 0; l < this.config.nLayers; l++) {
+        const name = `blocks.${l}.${suffix}` as HookName;
+        if (this.hookMap.sources.get(name)?.kind === "tap") allEdits.add(name);
+      }
+    }
+    const graph = buildPatchedGraph(this.base, this.hookMap, this.config, { hooks, edits: [...allEdits], selectLogits });
     const session = await createSession(encodeModel(graph.model), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
-    const entry: PatchedSession = { hooks: new Set(hooks), editKey, selectLogits, graph, session };
+    const editHooks = new Set([...graph.edits.values()].flatMap((e) => e.hooks));
+    const entry: PatchedSession = { hooks: new Set(hooks), editHooks, selectLogits, graph, session };
     this.live.unshift(entry);
     const max = Math.max(1, this.opts.maxSessions ?? 2);
     for (const old of this.live.splice(max)) await old.session.release();
@@ -432,10 +446,16 @@ export class Model {
     const editHooks = [...(spec.edits?.keys() ?? [])];
     const ps = await this.sessionFor(hooks, editHooks, spec.logitPositions !== undefined);
     const feeds = this.feeds(ps.session, batch);
-    for (const [value, inputs] of ps.graph.edits) {
-      const hook = inputs.hooks.find((h) => spec.edits?.has(h));
-      const f = hook ? spec.edits!.get(hook)! : undefined;
-      if (!f) throw new TdbError("E_BAD_INPUT", `no edit feed for ${inputs.hooks.join("/")} (${value})`, { value: inputs.hooks });
+    for (const inputs of ps.graph.edits.values()) {
+      const fed = inputs.hooks.filter((h) => spec.edits?.has(h));
+      if (fed.length > 1) throw new TdbError("E_BAD_INPUT", `${fed.join(" and ")} are one tensor: compose their edits into one feed`, { value: fed });
+      let f = fed[0] ? spec.edits!.get(fed[0])! : undefined;
+      if (!f) {
+        // An edit point this run does not use: identity.
+        const dims = inputs.shape.map((d) => (d === "batch" ? batch.rows.length : d === "seq" ? batch.seqLen : d) as number);
+        const n = dims.reduce((a, b) => a * b, 1);
+        f = { mul: new Float32Array(n).fill(1), add: new Float32Array(n), dims };
+      }
       feeds[inputs.mul] = { type: "float32", data: f.mul, dims: f.dims };
       feeds[inputs.add] = { type: "float32", data: f.add, dims: f.dims };
     }

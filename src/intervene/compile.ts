@@ -199,14 +199,24 @@ async function resolveMean(model: Model, name: HookName, edit: Edit, labels: rea
   return Float32Array.from(out, (x) => x / n);
 }
 
-/** Iterates flat offsets (within one batch row) of the selected elements, with their index tuple. */
+/**
+ * Calls `fn(offset, idx)` for the selected elements (offsets within one batch row), with `idx`
+ * the index tuple. The last axis runs in a plain loop: edits of whole vectors touch millions of
+ * elements in big variant batches.
+ */
 function forEachSelected(sizes: number[], select: (readonly number[] | undefined)[], fn: (offset: number, idx: number[]) => void): void {
   const lists = sizes.map((n, a) => select[a] ?? Array.from({ length: n }, (_, i) => i));
   const strides = sizes.map((_, a) => sizes.slice(a + 1).reduce((x, y) => x * y, 1));
+  const last = sizes.length - 1;
+  const lastList = lists[last]!;
   const idx = new Array<number>(sizes.length).fill(0);
   const rec = (a: number, off: number): void => {
-    if (a === sizes.length) {
-      fn(off, idx);
+    if (a === last) {
+      for (let j = 0; j < lastList.length; j++) {
+        const i = lastList[j]!;
+        idx[a] = i;
+        fn(off + i, idx);
+      }
       return;
     }
     for (const i of lists[a]!) {
@@ -235,6 +245,7 @@ export async function compileEdits(model: Model, rowEdits: readonly (readonly Ed
         f = { mul: new Float32Array(B * rowSize).fill(1), add: new Float32Array(B * rowSize), dims: [B, ...r.sizes] };
         feeds.set(r.hook, f);
       }
+      if (r.edit.kind === "scale" && r.value === 1) continue; // identity: the feed exists, nothing to do
       const base = b * rowSize;
       const lastAxis = r.sizes.length - 1;
       const posAxis = r.labels.findIndex((l) => l === "pos" || l === "query_pos");

@@ -28,6 +28,11 @@ export interface InterveneOptions {
   logits?: "all" | "last";
   /** Prepend BOS to string prompts. [default: true] */
   prependBos?: boolean;
+  /**
+   * The clean run, if you already have it (e.g. one clean trace for many `intervene` calls on
+   * the same prompt): it must be a trace of the same prompt with the same hooks and logits option.
+   */
+  clean?: Trace;
   /** Approximate memory budget of one batched run, in bytes; variants are chunked to fit. [default: 1 GiB] */
   maxBatchBytes?: number;
 }
@@ -63,7 +68,10 @@ export async function intervene(model: Model, input: ModelInput, edits: readonly
     const feeds = rowEdits ? await compileEdits(model, rowEdits, b.seqLen) : undefined;
     return model.run(b, { hooks, edits: feeds, logitPositions: logits === "last" ? lastPositions(b) : undefined });
   };
-  const clean = await run(batch, undefined);
+  const clean = opts.clean ?? (await run(batch, undefined));
+  if (opts.clean && opts.clean.tokens.map((r) => r.join()).join("|") !== batch.rows.map((r) => r.join()).join("|")) {
+    throw new TdbError("E_BAD_INPUT", "the clean trace passed in is of other tokens than the prompt", { value: opts.clean.tokens });
+  }
   if (!variants) {
     const rowEdits = batch.rows.map((_, r) => edits.filter((e) => e.rows === undefined || e.rows.includes(r)));
     for (const e of edits) {
