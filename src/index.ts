@@ -15,7 +15,7 @@
  */
 
 // Model, traces and the activation cache
-export { Model, ONNX_FILES, type LoadOptions, type TraceOptions, type HookSelector, type ModelInput, type Dtype } from "./model.js";
+export { Model, ONNX_FILES, type EditFeed, type RunSpec, type LoadOptions, type TraceOptions, type HookSelector, type ModelInput, type Dtype } from "./model.js";
 export { Trace, type TokenLike, type PositionOptions, type TopToken, type TokenCodec } from "./trace.js";
 export { ActivationCache } from "./cache.js";
 export { Activation } from "./activation.js";
@@ -23,6 +23,27 @@ export { parseConfig, type ModelConfig } from "./config.js";
 export { padBatch, type TokenBatch } from "./batch.js";
 export { loadTokenizer } from "./tokenizer.js";
 export { ensureDefaultModel, defaultModelDir, DEFAULT_MODEL_SEED, DEFAULT_MODEL_CONFIG } from "./default-model.js";
+
+// Interventions
+export {
+  zeroHead,
+  zeroNeuron,
+  zeroAttention,
+  steer,
+  patchFrom,
+  meanAblate,
+  resampleFrom,
+  type Edit,
+  type EditKind,
+  type EditAxis,
+  type EditWhere,
+} from "./intervene/edits.js";
+export { compileEdits } from "./intervene/compile.js";
+export { type InterveneOptions } from "./intervene/intervene.js";
+export { InterventionResult, type TopKChange } from "./intervene/result.js";
+export { SweepResult, type SweepOptions, type SweepHook } from "./intervene/sweep.js";
+export { type GenerateOptions, type Generation } from "./intervene/generate.js";
+export { buildPatchedGraph, editableValue, labelSize, LOGIT_POSITIONS_INPUT, type PatchSpec, type PatchedGraph, type EditInputs } from "./patching.js";
 
 // Errors
 export { TdbError, formatAllowed, type TdbErrorCode, type TdbErrorDetails } from "./errors.js";

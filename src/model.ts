@@ -27,6 +27,8 @@ import { loadTokenizer } from "./tokenizer.js";
 import type { Edit } from "./intervene/edits.js";
 import { intervene, type InterveneOptions } from "./intervene/intervene.js";
 import type { InterventionResult } from "./intervene/result.js";
+import { patchingSweep, type SweepOptions, type SweepResult } from "./intervene/sweep.js";
+import { generate, type GenerateOptions, type Generation } from "./intervene/generate.js";
 
 /** Adapters by config `model_type`. */
 const ADAPTERS: readonly ArchitectureAdapter[] = [gpt2Adapter];
@@ -515,6 +517,35 @@ export class Model {
    */
   async intervene(input: ModelInput, edits: readonly Edit[], opts: InterveneOptions = {}): Promise<InterventionResult> {
     return intervene(this, input, edits, opts);
+  }
+
+  /**
+   * Activation patching sweep: patches each clean activation of a hook (per layer x position,
+   * per layer x head, ...) into the corrupted run, one cell per batched variant, and records a
+   * metric (default: logit difference target - distractor at the last position).
+   *
+   * @example
+   * ```ts
+   * const grid = await model.patchingSweep(cleanPrompt, corruptedPrompt, { hook: "resid_pre", target: " Mary", distractor: " John" });
+   * grid.at(3, 5);      // metric with layer 3's resid_pre at position 5 patched from the clean run
+   * grid.normalized();  // 1 = clean behaviour restored, 0 = no effect
+   * ```
+   */
+  async patchingSweep(clean: ModelInput, corrupted: ModelInput, opts: SweepOptions): Promise<SweepResult> {
+    return patchingSweep(this, clean, corrupted, opts);
+  }
+
+  /**
+   * Generates a continuation with edits held on at every step (greedy by default).
+   *
+   * @example
+   * ```ts
+   * const g = await model.generate("I think that", { edits: [steer("blocks.1.hook_resid_pre", v, 8)], maxNewTokens: 10 });
+   * g.completion;
+   * ```
+   */
+  async generate(prompt: string | readonly number[], opts: GenerateOptions = {}): Promise<Generation> {
+    return generate(this, prompt, opts);
   }
 
   /** Logits [batch, pos, d_vocab] from the unpatched graph (the baseline every trace is checked against). */

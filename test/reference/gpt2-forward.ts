@@ -35,6 +35,8 @@ export interface RefOptions {
    * position of every row: steering, computed independently of the graph's edit points.
    */
   addToResidPre?: ReadonlyMap<number, ArrayLike<number>>;
+  /** Residual-stream vectors entering block L replaced at one position of every row (activation patching). */
+  replaceResidPre?: ReadonlyMap<number, { position: number; vector: ArrayLike<number> }>;
 }
 
 /** The mask value of the export: float32's most negative finite number. */
@@ -126,6 +128,11 @@ export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: numbe
     const h = (n: string) => `blocks.${l}.${n}`;
     const steer = opts.addToResidPre?.get(l);
     if (steer) resid = { data: resid.data.map((x, i) => x + steer[i % d]!), dims: resid.dims };
+    const patch = opts.replaceResidPre?.get(l);
+    if (patch) {
+      resid = { data: resid.data.slice(), dims: resid.dims };
+      for (let b = 0; b < B; b++) for (let i = 0; i < d; i++) resid.data[(b * S + patch.position) * d + i] = patch.vector[i]!;
+    }
     cache.set(h("hook_resid_pre"), resid);
     const x1 = layerNorm(resid, `${p}.ln_1`, h("ln1.hook_scale"));
     const qkv = linear(x1.data, BS, d, W(`${p}.attn.c_attn.weight`), W(`${p}.attn.c_attn.bias`), 3 * d);
