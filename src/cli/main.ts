@@ -14,6 +14,8 @@ const USAGE = `tdb: look inside transformers.js language models
 
 Usage:
   tdb trace "<prompt>" [--model dir|hub-id] [--hooks name,name|all] [--top k] [--no-bos] [--json]
+  tdb ablate "<prompt>" [--head L.H]... [--neuron L.I[@P]]... [--target tok --distractor tok]
+             [--model dir|hub-id] [--top k] [--no-bos] [--json]
   tdb --help | --version
 
 Options:
@@ -22,7 +24,11 @@ Options:
   --hooks   comma-separated hook names to cache, or "all" (default: all)
   --top     number of next-token predictions to print (default: 10)
   --no-bos  do not prepend the BOS token
-  --json    machine-readable output (schema tdb.trace/1, see docs/cli.md)
+  --head    (ablate) zero-ablate head H of layer L, e.g. --head 1.3 (repeatable)
+  --neuron  (ablate) zero-ablate neuron I of layer L, at position P if given, e.g. --neuron 0.17@5
+  --target, --distractor
+            (ablate) single tokens whose logit difference is reported, e.g. " Mary" " John"
+  --json    machine-readable output (schemas tdb.trace/1, tdb.ablate/1; see docs/cli.md)
 
 Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal error.`;
 
@@ -41,6 +47,10 @@ async function main(argv: string[]): Promise<number> {
         top: { type: "string" },
         "no-bos": { type: "boolean" },
         json: { type: "boolean" },
+        head: { type: "string", multiple: true },
+        neuron: { type: "string", multiple: true },
+        target: { type: "string" },
+        distractor: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
       },
@@ -75,8 +85,25 @@ async function main(argv: string[]): Promise<number> {
         json: values.json ?? false,
       });
     }
+    case "ablate": {
+      if (rest.length !== 1) throw new UsageError(`ablate takes exactly one prompt argument, got ${rest.length}`);
+      const top = values.top === undefined ? 10 : Number(values.top);
+      if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${values.top}`);
+      const { runAblate } = await import("./ablate-command.js");
+      return runAblate({
+        prompt: rest[0]!,
+        model: values.model,
+        heads: values.head ?? [],
+        neurons: values.neuron ?? [],
+        target: values.target,
+        distractor: values.distractor,
+        top,
+        prependBos: !values["no-bos"],
+        json: values.json ?? false,
+      });
+    }
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace`);
+      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate`);
   }
 }
 

@@ -106,3 +106,39 @@ describe("tdb trace", () => {
     expect(out.model.source).toBe(join(home, "models", "tiny-gpt2"));
   });
 });
+
+describe("tdb ablate", () => {
+  it("--json reports before/after, the logit difference change and KL", async () => {
+    const r = await tdb(["ablate", "Hello there friend", "--model", tm.dir, "--head", "1.3", "--neuron", "0.17@-1", "--target", " t", "--distractor", " a", "--json", "--top", "3"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      schema: string;
+      ablated: { hook: string; at: Record<string, number[]>; positions: unknown }[];
+      before: { token: number }[];
+      after: { token: number }[];
+      logitDiff: { before: number; after: number; change: number };
+      kl: number;
+    };
+    expect(out.schema).toBe("tdb.ablate/1");
+    expect(out.ablated).toEqual([
+      { hook: "blocks.1.attn.hook_z", at: { head: [3] }, positions: "all" },
+      { hook: "blocks.0.mlp.hook_post", at: { d_mlp: [17] }, positions: [-1] },
+    ]);
+    expect(out.before).toHaveLength(3);
+    expect(out.logitDiff.change).toBeCloseTo(out.logitDiff.after - out.logitDiff.before, 4);
+    expect(out.logitDiff.change).not.toBe(0);
+    expect(out.kl).toBeGreaterThan(0);
+  });
+
+  it("bad node specs and missing edits are typed errors (exit 1)", async () => {
+    const bad = await tdb(["ablate", "Hello", "--model", tm.dir, "--head", "1-3", "--json"]);
+    expect(bad.code).toBe(1);
+    expect((JSON.parse(bad.stdout) as { error: { code: string } }).error.code).toBe("E_BAD_OPTION");
+    const range = await tdb(["ablate", "Hello", "--model", tm.dir, "--head", "1.9", "--json"]);
+    expect((JSON.parse(range.stdout) as { error: { code: string; allowed: unknown } }).error).toMatchObject({ code: "E_INDEX_RANGE", allowed: [0, 3] });
+    const none = await tdb(["ablate", "Hello", "--model", tm.dir]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/nothing to ablate/);
+  });
+});

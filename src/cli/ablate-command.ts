@@ -1,0 +1,95 @@
+/**
+ * `tdb ablate`: zero-ablate heads and neurons, print the top next tokens before and after, the
+ * logit difference change and the KL divergence.
+ *
+ * @module
+ */
+import { TdbError } from "../errors.js";
+import { zeroHead, zeroNeuron, type Edit } from "../intervene/edits.js";
+
+/** Parsed arguments of `tdb ablate`. */
+export interface AblateCommandArgs {
+  prompt: string;
+  model: string | undefined;
+  heads: string[];
+  neurons: string[];
+  target: string | undefined;
+  distractor: string | undefined;
+  top: number;
+  prependBos: boolean;
+  json: boolean;
+}
+
+/**
+ * Parses `L.H` (head H of layer L) or `L.I@P` (neuron I of layer L at position P) into an edit.
+ *
+ * @example
+ * ```ts
+ * parseNodeSpec("1.3", "head");     // zeroHead(1, 3)
+ * parseNodeSpec("0.17@5", "neuron"); // zeroNeuron(0, 17, { positions: [5] })
+ * ```
+ */
+export function parseNodeSpec(spec: string, what: "head" | "neuron"): Edit {
+  const m = /^(\d+)\.(\d+)(?:@(-?\d+))?$/.exec(spec.trim());
+  if (!m) {
+    throw new TdbError("E_BAD_OPTION", `--${what} ${JSON.stringify(spec)}: expected LAYER.INDEX or LAYER.INDEX@POSITION, e.g. 1.3 or 0.17@5`, {
+      value: spec,
+      allowed: "LAYER.INDEX[@POSITION]",
+    });
+  }
+  const [layer, index] = [Number(m[1]), Number(m[2])];
+  const where = m[3] === undefined ? {} : { positions: [Number(m[3])] };
+  return what === "head" ? zeroHead(layer, index, where) : zeroNeuron(layer, index, where);
+}
+
+const round = (x: number) => Number(x.toPrecision(6));
+
+/** Runs `tdb ablate`; returns the exit code. */
+export async function runAblate(args: AblateCommandArgs): Promise<number> {
+  const edits = [...args.heads.map((h) => parseNodeSpec(h, "head")), ...args.neurons.map((n) => parseNodeSpec(n, "neuron"))];
+  if (edits.length === 0) throw new TdbError("E_BAD_OPTION", "nothing to ablate: pass --head L.H and/or --neuron L.I[@P]", { value: [], allowed: ["--head", "--neuron"] });
+  if ((args.target === undefined) !== (args.distractor === undefined)) {
+    throw new TdbError("E_BAD_OPTION", "--target and --distractor go together", { value: args.target ?? args.distractor });
+  }
+  const { Model } = await import("../model.js");
+  const dir = args.model ?? (await (await import("../default-model.js")).ensureDefaultModel());
+  const model = await Model.load(dir);
+  try {
+    const r = await model.intervene(args.prompt, edits, { prependBos: args.prependBos });
+    const [change] = r.topKChanges(args.top);
+    const fmt = (t: { token: number; str: string; logit: number; prob: number }) => ({ token: t.token, str: t.str, logit: round(t.logit), prob: round(t.prob) });
+    const diff = args.target !== undefined ? r.logitDiffs(args.target, args.distractor!) : undefined;
+    const out = {
+      schema: "tdb.ablate/1",
+      model: dir,
+      prompt: args.prompt,
+      tokens: r.clean.tokens[0],
+      ablated: edits.map((e) => ({ hook: e.hook, at: e.at, positions: e.positions ?? "all" })),
+      before: change!.before.map(fmt),
+      after: change!.after.map(fmt),
+      logitDiff: diff ? { target: args.target, distractor: args.distractor, before: round(diff.clean[0]!), after: round(diff.edited[0]!), change: round(diff.change[0]!) } : undefined,
+      kl: round(r.kl()[0]!),
+    };
+    if (args.json) {
+      console.log(JSON.stringify(out, null, 2));
+      return 0;
+    }
+    console.log(`model: ${dir}`);
+    console.log(`ablated: ${out.ablated.map((a) => `${a.hook} ${JSON.stringify(a.at)} @ ${JSON.stringify(a.positions)}`).join("; ")}`);
+    console.log(`\n  ${"before: token, logit, p".padEnd(45)}after`);
+    for (let i = 0; i < out.before.length; i++) {
+      const b = out.before[i]!;
+      const a = out.after[i];
+      const cell = (t: { str: string; logit: number; prob: number }) => `${JSON.stringify(t.str).padEnd(16)} ${t.logit.toFixed(3).padStart(8)} p ${t.prob.toExponential(2)}`;
+      console.log(`  ${cell(b)}    ${a ? cell(a) : ""}`);
+    }
+    if (out.logitDiff) {
+      const d = out.logitDiff;
+      console.log(`\nlogit diff ${JSON.stringify(d.target)} - ${JSON.stringify(d.distractor)}: ${d.before.toFixed(4)} -> ${d.after.toFixed(4)} (change ${d.change.toFixed(4)})`);
+    }
+    console.log(`KL(clean || ablated) at the last position: ${out.kl.toExponential(3)}`);
+    return 0;
+  } finally {
+    await model.dispose();
+  }
+}
