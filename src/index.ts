@@ -38,12 +38,12 @@ export {
   type EditAxis,
   type EditWhere,
 } from "./intervene/edits.js";
-export { compileEdits } from "./intervene/compile.js";
+export { compileEdits, editLayer } from "./intervene/compile.js";
 export { type InterveneOptions } from "./intervene/intervene.js";
 export { InterventionResult, type TopKChange } from "./intervene/result.js";
 export { SweepResult, type SweepOptions, type SweepHook } from "./intervene/sweep.js";
 export { type GenerateOptions, type Generation } from "./intervene/generate.js";
-export { buildPatchedGraph, editableValue, labelSize, LOGIT_POSITIONS_INPUT, type PatchSpec, type PatchedGraph, type EditInputs } from "./patching.js";
+export { buildPatchedGraph, editableValue, labelSize, rowsInput, LOGIT_POSITIONS_INPUT, type PatchSpec, type PatchedGraph, type EditInputs } from "./patching.js";
 
 // Errors
 export { TdbError, formatAllowed, type TdbErrorCode, type TdbErrorDetails } from "./errors.js";

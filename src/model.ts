@@ -18,7 +18,7 @@ import { resolveExternalData } from "./onnx/external.js";
 import { OnnxGraph } from "./onnx/graph.js";
 import { decodeModel, encodeModel } from "./onnx/proto.js";
 import { inlineIfBranch, pruneDeadNodes, removeUnusedInputs } from "./onnx/surgery.js";
-import { buildPatchedGraph, LOGIT_POSITIONS_INPUT, type PatchedGraph } from "./patching.js";
+import { buildPatchedGraph, LOGIT_POSITIONS_INPUT, rowsInput, type PatchedGraph } from "./patching.js";
 import type { HostTensor } from "./onnx/tensor.js";
 import { padBatch, type TokenBatch } from "./batch.js";
 import { createSession, type Device, type OptimizationLevel, type Session } from "./runtime/ort.js";
@@ -84,6 +84,7 @@ interface PatchedSession {
   /** Hooks with an edit point in this session (unused ones are fed identity). */
   editHooks: ReadonlySet<HookName>;
   selectLogits: boolean;
+  prefixShare: boolean;
   graph: PatchedGraph;
   session: Session;
 }
@@ -105,6 +106,12 @@ export interface RunSpec {
   logitPositions?: number[][];
   /** Keep only these positions (absolute) on `pos`/`query_pos` axes of cached hooks. */
   positions?: readonly number[];
+  /**
+   * Shared-prefix batching (see `PatchSpec.prefixShare`): `rows[L]` lists, for each row entering
+   * block L, the row of block L-1 it continues (block -1 is the single prompt row). The batch
+   * must be one prompt; the trace's rows are the rows of the last block. No cached hooks.
+   */
+  prefixRows?: readonly (readonly number[])[];
 }
 
 async function loadFiles(idOrDir: string, opts: LoadOptions): Promise<ModelFiles> {
@@ -356,8 +363,10 @@ export class Model {
    * A patched session exposing at least `hooks`, with exactly the edit points of `edits`,
    * reusing a live one when it fits.
    */
-  private async sessionFor(hooks: readonly HookName[], edits: readonly HookName[] = [], selectLogits = false): Promise<PatchedSession> {
-    const hit = this.live.find((s) => s.selectLogits === selectLogits && hooks.every((h) => s.hooks.has(h)) && edits.every((h) => s.editHooks.has(h)));
+  private async sessionFor(hooks: readonly HookName[], edits: readonly HookName[] = [], selectLogits = false, prefixShare = false): Promise<PatchedSession> {
+    const hit = this.live.find(
+      (s) => s.selectLogits === selectLogits && s.prefixShare === prefixShare && hooks.every((h) => s.hooks.has(h)) && edits.every((h) => s.editHooks.has(h)),
+    );
     if (hit) {
       this.live.splice(this.live.indexOf(hit), 1);
       this.live.unshift(hit);
@@ -377,10 +386,10 @@ export class Model {
         if (this.hookMap.sources.get(name)?.kind === "tap") allEdits.add(name);
       }
     }
-    const graph = buildPatchedGraph(this.base, this.hookMap, this.config, { hooks, edits: [...allEdits], selectLogits });
+    const graph = buildPatchedGraph(this.base, this.hookMap, this.config, { hooks, edits: [...allEdits], selectLogits, prefixShare });
     const session = await createSession(encodeModel(graph.model), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
     const editHooks = new Set([...graph.edits.values()].flatMap((e) => e.hooks));
-    const entry: PatchedSession = { hooks: new Set(hooks), editHooks, selectLogits, graph, session };
+    const entry: PatchedSession = { hooks: new Set(hooks), editHooks, selectLogits, prefixShare, graph, session };
     this.live.unshift(entry);
     const max = Math.max(1, this.opts.maxSessions ?? 2);
     for (const old of this.live.splice(max)) await old.session.release();
@@ -446,15 +455,31 @@ export class Model {
   async run(batch: TokenBatch, spec: RunSpec): Promise<Trace> {
     const { hooks, positions } = spec;
     const editHooks = [...(spec.edits?.keys() ?? [])];
-    const ps = await this.sessionFor(hooks, editHooks, spec.logitPositions !== undefined);
+    const prefix = spec.prefixRows;
+    if (prefix) {
+      if (batch.rows.length !== 1 || hooks.length > 0 || prefix.length !== this.config.nLayers) {
+        throw new TdbError("E_BAD_INPUT", `shared-prefix runs take one prompt, no cached hooks and one row list per block (${this.config.nLayers})`, { value: prefix.length });
+      }
+    }
+    const ps = await this.sessionFor(hooks, editHooks, spec.logitPositions !== undefined, prefix !== undefined);
     const feeds = this.feeds(ps.session, batch);
+    const rowsAt = (layer: number): number => (prefix ? (layer < 0 ? 1 : prefix[layer]!.length) : batch.rows.length);
+    if (prefix) {
+      prefix.forEach((rows, l) => {
+        const before = rowsAt(l - 1);
+        const bad = rows.find((r) => !Number.isInteger(r) || r < 0 || r >= before);
+        if (bad !== undefined) throw new TdbError("E_INDEX_RANGE", `prefix row ${bad} of block ${l} out of range [0, ${before - 1}]`, { value: bad, allowed: [0, before - 1] });
+        feeds[rowsInput(l)] = { type: "int64", data: BigInt64Array.from(rows, (r) => BigInt(r)), dims: [rows.length] };
+      });
+    }
+    const outRows = rowsAt(this.config.nLayers - 1);
     for (const inputs of ps.graph.edits.values()) {
       const fed = inputs.hooks.filter((h) => spec.edits?.has(h));
       if (fed.length > 1) throw new TdbError("E_BAD_INPUT", `${fed.join(" and ")} are one tensor: compose their edits into one feed`, { value: fed });
       let f = fed[0] ? spec.edits!.get(fed[0])! : undefined;
       if (!f) {
         // An edit point this run does not use: identity.
-        const dims = inputs.shape.map((d) => (d === "batch" ? batch.rows.length : d === "seq" ? batch.seqLen : d) as number);
+        const dims = inputs.shape.map((d) => (d === "batch" ? rowsAt(inputs.layer) : d === "seq" ? batch.seqLen : d) as number);
         const n = dims.reduce((a, b) => a * b, 1);
         f = { mul: new Float32Array(n).fill(1), add: new Float32Array(n), dims };
       }
@@ -462,8 +487,11 @@ export class Model {
       feeds[inputs.add] = { type: "float32", data: f.add, dims: f.dims };
     }
     if (spec.logitPositions) {
+      if (spec.logitPositions.length !== outRows) {
+        throw new TdbError("E_BAD_INPUT", `logit positions for ${spec.logitPositions.length} rows; the run has ${outRows}`, { value: spec.logitPositions.length, allowed: outRows });
+      }
       const n = spec.logitPositions[0]?.length ?? 0;
-      const idx = new BigInt64Array(batch.rows.length * n);
+      const idx = new BigInt64Array(outRows * n);
       spec.logitPositions.forEach((row, b) => {
         if (row.length !== n) throw new TdbError("E_BAD_INPUT", "every row needs the same number of logit positions", { value: row.length, allowed: n });
         row.forEach((p, i) => {
@@ -473,7 +501,7 @@ export class Model {
           idx[b * n + i] = BigInt(p);
         });
       });
-      feeds[LOGIT_POSITIONS_INPUT] = { type: "int64", data: idx, dims: [batch.rows.length, n, 1] };
+      feeds[LOGIT_POSITIONS_INPUT] = { type: "int64", data: idx, dims: [outRows, n, 1] };
     }
     const fetches = [...new Set(["logits", ...hooks.map((h) => ps.graph.outputs.get(h)!)])];
     const out = await ps.session.run(feeds, fetches);
@@ -490,9 +518,11 @@ export class Model {
     }
     const logitsT = asFloat32(out.logits!, "logits");
     const logits = new Activation("logits", logitsT.data as Float32Array, logitsT.dims, ["batch", "pos", "d_vocab"]);
+    const rows = prefix ? Array.from({ length: outRows }, () => batch.rows[0]!) : batch.rows;
+    const strRow = batch.rows[0]!.map((id) => this.decodeToken(id));
     return new Trace(
-      batch.rows,
-      batch.rows.map((r) => r.map((id) => this.decodeToken(id))),
+      rows,
+      prefix ? rows.map(() => strRow) : batch.rows.map((r) => r.map((id) => this.decodeToken(id))),
       logits,
       new ActivationCache(entries, this.config.nLayers),
       this.codec,

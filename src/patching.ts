@@ -26,6 +26,17 @@ export interface PatchSpec {
   edits?: readonly HookName[];
   /** Compute logits only at positions fed through {@link LOGIT_POSITIONS_INPUT}. */
   selectLogits?: boolean;
+  /**
+   * Shared-prefix batching: the prompt runs as one row up to each block, where the rows fed in
+   * `tdb_rows_L` (int64 [rows at L]) gather it into the rows that differ from there on
+   * ({@link rowsInput}). Variants whose first edit is in block L skip the work of blocks before L.
+   */
+  prefixShare?: boolean;
+}
+
+/** Name of the prefix-sharing row input of block `layer`. */
+export function rowsInput(layer: number): string {
+  return `tdb_rows_${layer}`;
 }
 
 /** The two graph inputs of one edit point and the hooks it edits. */
@@ -38,6 +49,8 @@ export interface EditInputs {
   hooks: HookName[];
   /** Declared dims: symbolic `batch` and `seq`, numbers elsewhere. */
   shape: (number | string)[];
+  /** Block of the edited tensor (-1 before the first block); with prefix sharing its batch is that block's row count. */
+  layer: number;
 }
 
 /** A built patched graph. */
@@ -100,10 +113,35 @@ export function editableValue(hookMap: HookMap, hook: HookName): string {
  */
 export function buildPatchedGraph(base: ModelProto, hookMap: HookMap, dims: ArchDims, spec: PatchSpec): PatchedGraph {
   const g = OnnxGraph.fromModel(cloneStructure(base));
+  /** Hooks whose tensor moved (prefix sharing: resid_pre of block L is the gathered tensor). */
+  const moved = new Map<HookName, string>();
+  if (spec.prefixShare) {
+    for (let l = 0; l < dims.nLayers; l++) {
+      const hook = `blocks.${l}.hook_resid_pre` as HookName;
+      const x = editableValue(hookMap, hook);
+      const readers = g.consumers(x);
+      const gathered = g.uniqueName(`${x}__rows_${l}`);
+      g.addInput(tensorValueInfo(rowsInput(l), "int64", [`rows_${l}`]));
+      g.addNode(
+        create(NodeProtoSchema, {
+          opType: "Gather",
+          name: g.uniqueName(`/tdb/prefix/h.${l}/Gather`),
+          input: [x, rowsInput(l)],
+          output: [gathered],
+          attribute: [create(AttributeProtoSchema, { name: "axis", type: AttributeProto_AttributeType.INT, i: 0n })],
+        }),
+        { after: g.producer(x) },
+      );
+      for (const n of readers) n.input = n.input.map((i) => (i === x ? gathered : i));
+      g.invalidate();
+      moved.set(hook, gathered);
+    }
+  }
+  const valueOf = (hook: HookName): string => moved.get(hook) ?? editableValue(hookMap, hook);
   const edits = new Map<string, EditInputs>();
   const editedOutput = new Map<string, string>();
   for (const hook of spec.edits ?? []) {
-    const value = editableValue(hookMap, hook);
+    const value = valueOf(hook);
     const e = edits.get(value);
     if (e) {
       e.hooks.push(hook);
@@ -112,7 +150,8 @@ export function buildPatchedGraph(base: ModelProto, hookMap: HookMap, dims: Arch
     const shape = hookKindOf(hook)!.dims.map((l) => labelSize(l, dims));
     const i = edits.size;
     const point = insertEditPoint(g, value, { mulInput: `tdb_edit_${i}_mul`, addInput: `tdb_edit_${i}_add`, shape });
-    edits.set(value, { mul: point.mulInput, add: point.addInput, hooks: [hook], shape });
+    const layer = /^blocks\.(\d+)\./.exec(hook);
+    edits.set(value, { mul: point.mulInput, add: point.addInput, hooks: [hook], shape, layer: layer ? Number(layer[1]) : -1 });
     editedOutput.set(value, point.output);
   }
   const outputs = new Map<HookName, string>();
@@ -123,10 +162,11 @@ export function buildPatchedGraph(base: ModelProto, hookMap: HookMap, dims: Arch
       outputs.set(h, exposeValue(g, src.build(g)));
       continue;
     }
-    const edited = editedOutput.get(src.value);
+    const value = moved.get(h) ?? src.value;
+    const edited = editedOutput.get(value);
     if (edited) outputs.set(h, exposeValue(g, edited));
-    else if (src.fusionTail) outputs.set(h, addTapOutput(g, src.value, { outputName: h }));
-    else outputs.set(h, exposeValue(g, src.value));
+    else if (src.fusionTail) outputs.set(h, addTapOutput(g, value, { outputName: h }));
+    else outputs.set(h, exposeValue(g, value));
   }
   if (spec.selectLogits) selectLogitPositions(g);
   return { model: g.model, outputs, edits };

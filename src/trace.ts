@@ -103,6 +103,32 @@ export class Trace {
     );
   }
 
+  /** A trace of some rows of this one, in the given order (rows may repeat). */
+  selectRows(rows: readonly number[]): Trace {
+    for (const r of rows) {
+      if (!Number.isInteger(r) || r < 0 || r >= this.tokens.length) {
+        throw new TdbError("E_INDEX_RANGE", `row ${r} out of range [0, ${this.tokens.length - 1}]`, { value: r, allowed: [0, this.tokens.length - 1] });
+      }
+    }
+    const pick = (a: Activation): Activation => {
+      const n = a.data.length / a.dims[0]!;
+      const data = new Float32Array(rows.length * n);
+      rows.forEach((r, i) => data.set(a.data.subarray(r * n, (r + 1) * n), i * n));
+      return new Activation(a.name, data, [rows.length, ...a.dims.slice(1)], a.labels);
+    };
+    const entries = new Map<HookName, Activation>();
+    for (const [name, a] of this.cache) entries.set(name, a.dims[0] === this.tokens.length ? pick(a) : a);
+    return new Trace(
+      rows.map((r) => this.tokens[r]!),
+      rows.map((r) => this.strTokens[r]!),
+      pick(this.logits),
+      new ActivationCache(entries, this.cache.nLayers),
+      this.codec,
+      this.positions,
+      this.logitPositions ? rows.map((r) => this.logitPositions![r]!) : undefined,
+    );
+  }
+
   /** Number of real (unpadded) tokens per row. */
   get lengths(): number[] {
     return this.tokens.map((r) => r.length);

@@ -59,7 +59,7 @@ function canonicalHook(model: Model, hook: HookName): HookName {
 }
 
 /** Checks an edit and fetches what it needs; `S` is the edited prompt's padded length. */
-async function resolve(model: Model, edit: Edit, S: number, B: number): Promise<Resolved> {
+async function resolve(model: Model, edit: Edit, S: number, B: number, prefixShare: boolean): Promise<Resolved> {
   if (!KINDS.includes(edit.kind)) {
     throw new TdbError("E_BAD_OPTION", `unknown edit kind ${JSON.stringify(edit.kind)}; allowed: ${KINDS.join(", ")}`, { value: edit.kind, allowed: KINDS });
   }
@@ -78,7 +78,15 @@ async function resolve(model: Model, edit: Edit, S: number, B: number): Promise<
     name = name.replace("attn.hook_result", "attn.hook_z") as HookName;
     at = { head: at.head };
   }
-  const hook = canonicalHook(model, name);
+  // With shared-prefix batching a block's resid_pre is its own tensor (gathered from the previous
+  // block's resid_post), so it is not merged with it.
+  let hook: HookName;
+  if (prefixShare) {
+    editableValue(model.hookMap, name); // throws for hooks that cannot be edited
+    hook = name;
+  } else {
+    hook = canonicalHook(model, name);
+  }
   const labels = hookKindOf(name)!.dims.slice(1);
   const sizes = labels.map((l) => {
     const s = labelSize(l, model.config);
@@ -229,12 +237,18 @@ function forEachSelected(sizes: number[], select: (readonly number[] | undefined
 
 /**
  * Compiles per-row edit lists into edit feeds: `rowEdits[r]` are the edits applied to batch row
- * `r`, in order. `S` is the batch's padded length.
+ * `r`, in order. `S` is the batch's padded length. `prefixShare` keeps each block's resid_pre
+ * apart from the previous block's resid_post (see `PatchSpec.prefixShare`).
  */
-export async function compileEdits(model: Model, rowEdits: readonly (readonly Edit[])[], S: number): Promise<Map<HookName, EditFeed>> {
+export async function compileEdits(
+  model: Model,
+  rowEdits: readonly (readonly Edit[])[],
+  S: number,
+  opts: { prefixShare?: boolean } = {},
+): Promise<Map<HookName, EditFeed>> {
   const B = rowEdits.length;
   const cache = new Map<Edit, Resolved>();
-  for (const edits of rowEdits) for (const e of edits) if (!cache.has(e)) cache.set(e, await resolve(model, e, S, B));
+  for (const edits of rowEdits) for (const e of edits) if (!cache.has(e)) cache.set(e, await resolve(model, e, S, B, opts.prefixShare ?? false));
   const feeds = new Map<HookName, EditFeed>();
   rowEdits.forEach((edits, b) => {
     for (const e of edits) {
@@ -291,4 +305,12 @@ export async function compileEdits(model: Model, rowEdits: readonly (readonly Ed
     }
   });
   return feeds;
+}
+
+/**
+ * The block an edit first changes (-1 for the embeddings), as shared-prefix batching counts it:
+ * `blocks.L.*` is block L, with `hook_result` edits counted at their `hook_z`.
+ */
+export function editLayer(model: Model, edit: Edit): number {
+  return parseHookName(edit.hook, model.config.nLayers).layer ?? -1;
 }

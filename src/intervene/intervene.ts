@@ -6,12 +6,12 @@
  */
 import { TdbError } from "../errors.js";
 import type { HookName } from "../hooks/names.js";
-import type { HookSelector, Model, ModelInput } from "../model.js";
+import type { EditFeed, HookSelector, Model, ModelInput } from "../model.js";
 import { labelSize } from "../patching.js";
 import { hookKindOf } from "../hooks/names.js";
 import { Trace } from "../trace.js";
 import type { TokenBatch } from "../batch.js";
-import { compileEdits } from "./compile.js";
+import { compileEdits, editLayer } from "./compile.js";
 import type { Edit } from "./edits.js";
 import { InterventionResult } from "./result.js";
 
@@ -33,6 +33,13 @@ export interface InterveneOptions {
    * the same prompt): it must be a trace of the same prompt with the same hooks and logits option.
    */
   clean?: Trace;
+  /**
+   * Shared-prefix batching for variants: a variant whose first edit is in block L shares the
+   * clean prompt's computation of the blocks before L (one row), instead of recomputing it. Same
+   * results, less work. Used when no hooks are cached and no variant edits the embeddings.
+   * [default: true]
+   */
+  prefixShare?: boolean;
   /** Approximate memory budget of one batched run, in bytes; variants are chunked to fit. [default: 1 GiB] */
   maxBatchBytes?: number;
 }
@@ -95,6 +102,10 @@ export async function intervene(model: Model, input: ModelInput, edits: readonly
   const probe = await compileEdits(model, [[...edits, ...variants.flat()]], batch.seqLen);
   const perRow = bytesPerRow(model, batch.seqLen, logits === "last" ? 1 : batch.seqLen, hooks, [...probe.keys()]);
   const chunk = Math.max(1, Math.floor((opts.maxBatchBytes ?? GiB) / perRow));
+  const first = variants.map((v) => Math.min(...[...edits, ...v].map((e) => editLayer(model, e))));
+  if ((opts.prefixShare ?? true) && hooks.length === 0 && first.every((f) => f >= 0)) {
+    return new InterventionResult(await prefixShared(model, batch, edits, variants, first, clean, chunk, logits), clean, true);
+  }
   const parts: Trace[] = [];
   const row = batch.rows[0]!;
   for (let start = 0; start < variants.length; start += chunk) {
@@ -106,4 +117,45 @@ export async function intervene(model: Model, input: ModelInput, edits: readonly
     parts.push(await run(b, vs.map((v) => [...identity, ...edits, ...v])));
   }
   return new InterventionResult(Trace.concat(parts), clean, true);
+}
+
+/**
+ * Variants with shared-prefix batching: rows sorted by the block of their first edit; block L
+ * runs only the clean row and the rows edited at or before L (see `RunSpec.prefixRows`).
+ * `first[i]` is variant i's first edited block (Infinity: no edits, i.e. the clean run).
+ */
+async function prefixShared(
+  model: Model,
+  batch: TokenBatch,
+  edits: readonly Edit[],
+  variants: readonly (readonly Edit[])[],
+  first: number[],
+  clean: Trace,
+  chunk: number,
+  logits: "all" | "last",
+): Promise<Trace> {
+  const L = model.config.nLayers;
+  const S = batch.seqLen;
+  const order = variants.map((_, i) => i).filter((i) => Number.isFinite(first[i])).sort((a, b) => first[a]! - first[b]! || a - b);
+  const parts: Trace[] = [clean];
+  const where = new Array<number>(variants.length).fill(0); // row in the concatenation; 0 = clean
+  let offset = 1;
+  for (let start = 0; start < order.length; start += chunk) {
+    const rows = order.slice(start, start + chunk); // variant indices, sorted by first block
+    const prefixRows: number[][] = [];
+    const feeds = new Map<HookName, EditFeed>();
+    let before = 1;
+    for (let l = 0; l < L; l++) {
+      const n = 1 + rows.filter((i) => first[i]! <= l).length;
+      prefixRows.push([...Array.from({ length: before }, (_, r) => r), ...new Array<number>(n - before).fill(0)]);
+      before = n;
+      const rowEdits = [[], ...rows.slice(0, n - 1).map((i) => [...edits, ...variants[i]!].filter((e) => editLayer(model, e) === l))];
+      if (rowEdits.some((r) => r.length > 0)) for (const [h, f] of await compileEdits(model, rowEdits, S, { prefixShare: true })) feeds.set(h, f);
+    }
+    const logitPositions = logits === "last" ? Array.from({ length: before }, () => [batch.rows[0]!.length - 1]) : undefined;
+    parts.push(await model.run(batch, { hooks: [], edits: feeds, logitPositions, prefixRows }));
+    rows.forEach((i, j) => (where[i] = offset + 1 + j));
+    offset += before;
+  }
+  return Trace.concat(parts).selectRows(where);
 }

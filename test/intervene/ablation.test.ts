@@ -131,6 +131,29 @@ describe("batched variants", () => {
   });
 });
 
+describe("shared-prefix batching", () => {
+  it("gives the same logits as plain batching, for mixed edit kinds and layers", async () => {
+    const c = await model.trace([[9, 30, 2, 99, 41, 5, 250, 18]], { hooks: ["blocks.2.hook_resid_pre", "blocks.1.attn.hook_z"] });
+    const v = Array.from({ length: FOUR_LAYER.n_embd }, (_, i) => Math.cos(i));
+    const variants: Edit[][] = [
+      [zeroHead(3, 0)],
+      [],
+      [patchFrom("blocks.2.hook_resid_pre", c, { positions: [1, 2] })],
+      [steer("blocks.0.hook_resid_pre", v, 2)],
+      [patchFrom("blocks.1.attn.hook_z", c, { at: { head: 2 } }), zeroNeuron(3, 7)],
+      [steer("blocks.1.hook_resid_post", v, -1)],
+      [zeroHead(0, 1, { positions: [-1] })],
+    ];
+    for (const logits of ["last", "all"] as const) {
+      const shared = await model.intervene([PROMPT], [], { variants, logits, maxBatchBytes: logits === "all" ? 1 : undefined });
+      const plain = await model.intervene([PROMPT], [], { variants, logits, prefixShare: false });
+      expect(shared.edited.logits.dims).toEqual(plain.edited.logits.dims);
+      expect(maxAbsDiff(shared.edited.logits.data, plain.edited.logits.data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(shared.edited.logits.row(1), shared.clean.logits.row(0))).toBe(0);
+    }
+  });
+});
+
 describe("activation patching", () => {
   const clean = [7, 30, 2, 99, 41, 5, 250, 18];
   const corrupted = [7, 30, 2, 12, 41, 5, 250, 18];
