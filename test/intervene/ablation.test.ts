@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildGpt2Graph } from "../../src/fixtures/gpt2-graph.js";
 import type { Gpt2Weights } from "../../src/fixtures/weights.js";
-import { patchFrom, steer, zeroHead, zeroNeuron, type Edit } from "../../src/intervene/edits.js";
+import { meanAblate, patchFrom, resampleFrom, steer, zeroAttention, zeroHead, zeroNeuron, type Edit } from "../../src/intervene/edits.js";
 import { Model } from "../../src/model.js";
 import { encodeModel } from "../../src/onnx/proto.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
@@ -109,6 +109,47 @@ describe("steering equals the reference forward with the vector added", () => {
     const r = await model.intervene([PROMPT], [steer("blocks.2.hook_resid_pre", v, 2), steer("blocks.1.hook_resid_post", v, 1)]);
     const ref = gpt2Reference(tm.arch, tm.weights, [PROMPT], undefined, { addToResidPre: new Map([[2, v.map((x) => x * 3)]]) });
     expect(maxAbsDiff(r.edited.logits.data, ref.logits.data)).toBeLessThan(1e-4);
+  });
+});
+
+describe("attention-probability ablation (Transformer Debugger)", () => {
+  it("zeroing a head's probabilities at query q (no renormalisation) = zeroing its z at q", async () => {
+    const a = await model.intervene([PROMPT], [zeroAttention(1, 2, [5])], { hooks: ["blocks.1.attn.hook_pattern"] });
+    const b = await model.intervene([PROMPT], [zeroHead(1, 2, { positions: [5] })]);
+    expect(maxAbsDiff(a.edited.logits.data, b.edited.logits.data)).toBeLessThan(1e-5);
+    const p = a.edited.cache.get("pattern", 1);
+    for (let k = 0; k < PROMPT.length; k++) expect(p.at(0, 2, 5, k)).toBe(0);
+    expect(p.at(0, 2, 4, 0)).toBeGreaterThan(0); // other queries keep theirs (row sums stay 1)
+    expect(maxAbsDiff(a.edited.logits.data, a.clean.logits.data)).toBeGreaterThan(1e-4);
+  });
+});
+
+describe("mean and resample ablation equal the reference with the vector written in", () => {
+  const d = FOUR_LAYER.n_embd;
+  it("mean over a reference batch (rows and real positions)", async () => {
+    const refs = [[5, 6, 7], [8, 9, 10, 11, 12]];
+    const mean = new Float64Array(d);
+    let n = 0;
+    for (const r of refs) {
+      const c = gpt2Reference(tm.arch, tm.weights, [r]).cache.get("blocks.2.hook_resid_pre")!;
+      for (let p = 0; p < r.length; p++, n++) for (let i = 0; i < d; i++) mean[i]! += c.data[p * d + i]!;
+    }
+    const vector = mean.map((x) => x / n);
+    const r = await model.intervene([PROMPT], [meanAblate("blocks.2.hook_resid_pre", refs, { positions: [3] })]);
+    const want = gpt2Reference(tm.arch, tm.weights, [PROMPT], undefined, { replaceResidPre: new Map([[2, { position: 3, vector }]]) });
+    expect(maxAbsDiff(r.edited.logits.data, want.logits.data)).toBeLessThan(1e-4);
+    const given = await model.intervene([PROMPT], [meanAblate("blocks.2.hook_resid_pre", Float64Array.from(vector), { positions: [3] })]);
+    expect(maxAbsDiff(given.edited.logits.data, want.logits.data)).toBeLessThan(1e-4);
+  });
+
+  it("resample from another prompt of the same length", async () => {
+    const other = [1, 2, 3, 4, 5, 6, 7, 8];
+    const c = gpt2Reference(tm.arch, tm.weights, [other]).cache.get("blocks.1.hook_resid_pre")!;
+    const r = await model.intervene([PROMPT], [resampleFrom("blocks.1.hook_resid_pre", [other], { positions: [-1] })]);
+    const want = gpt2Reference(tm.arch, tm.weights, [PROMPT], undefined, {
+      replaceResidPre: new Map([[1, { position: 7, vector: c.data.slice(7 * d, 8 * d) }]]),
+    });
+    expect(maxAbsDiff(r.edited.logits.data, want.logits.data)).toBeLessThan(1e-4);
   });
 });
 
