@@ -23,7 +23,8 @@ export type TdbErrorCode =
   | "E_OFFLINE"
   | "E_NOT_SINGLE_TOKEN"
   | "E_BAD_OPTION"
-  | "E_BAD_INPUT";
+  | "E_BAD_INPUT"
+  | "E_NO_GRADIENT";
 
 /** Details carried by a {@link TdbError}. */
 export interface TdbErrorDetails {
