@@ -45,6 +45,25 @@ export { SweepResult, type SweepOptions, type SweepHook } from "./intervene/swee
 export { type GenerateOptions, type Generation } from "./intervene/generate.js";
 export { buildPatchedGraph, editableValue, labelSize, rowsInput, LOGIT_POSITIONS_INPUT, type PatchSpec, type PatchedGraph, type EditInputs } from "./patching.js";
 
+// Autodiff
+export * from "./autodiff/index.js";
+
+// Attribution
+export {
+  attribute,
+  traceUpstream,
+  type AttributionNode,
+  type NodeTable,
+  type NodeType,
+  type Column,
+  type AttributeOptions,
+  type UpstreamNode,
+  type UpstreamOptions,
+} from "./attribution/node-table.js";
+export { directLogitAttribution, logitLens, type DlaComponent, type DlaResult, type LogitDiffOptions, type LogitLensRow } from "./attribution/dla.js";
+export { resolveLogitDiff, lossWeights, unembedDirection, residualGradient, type LogitDiffTokens } from "./attribution/loss.js";
+export { buildAttributionGraph, LOSS_WEIGHTS_INPUT, type AttributionGraph, type AttributionLoss } from "./attribution/graph.js";
+
 // Errors
 export { TdbError, formatAllowed, type TdbErrorCode, type TdbErrorDetails } from "./errors.js";
 

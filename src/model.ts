@@ -29,6 +29,8 @@ import { intervene, type InterveneOptions } from "./intervene/intervene.js";
 import type { InterventionResult } from "./intervene/result.js";
 import { patchingSweep, type SweepOptions, type SweepResult } from "./intervene/sweep.js";
 import { generate, type GenerateOptions, type Generation } from "./intervene/generate.js";
+import { attribute, traceUpstream, type AttributeOptions, type NodeTable, type UpstreamNode, type UpstreamOptions } from "./attribution/node-table.js";
+import { directLogitAttribution, logitLens, type DlaResult, type LogitDiffOptions, type LogitLensRow } from "./attribution/dla.js";
 
 /** Adapters by config `model_type`. */
 const ADAPTERS: readonly ArchitectureAdapter[] = [gpt2Adapter];
@@ -156,6 +158,7 @@ function flattenDecoder(model: ModelProto): ModelProto {
  */
 export class Model {
   private readonly live: PatchedSession[] = [];
+  private readonly aux = new Map<string, { session: Promise<Session>; users: number }>();
   private baseline: Promise<Session> | undefined;
   private weightsCache: ModelWeights | undefined;
   private readonly codec: TokenCodec;
@@ -578,6 +581,36 @@ export class Model {
     return generate(this, prompt, opts);
   }
 
+  /**
+   * The Transformer Debugger node table for "why `target` rather than `distractor`?" at the
+   * last position: MLP neurons, attention-head nodes and token embeddings with activation, write
+   * magnitude, direct effect and estimated total effect (activation x gradient).
+   *
+   * @example
+   * ```ts
+   * const t = await model.attribute("When John and Mary went to the shops, John gave the bag to", { target: " Mary", distractor: " John" });
+   * console.table(t.nodes.slice(0, 10));
+   * ```
+   */
+  async attribute(input: ModelInput, opts: AttributeOptions): Promise<NodeTable> {
+    return attribute(this, input, opts);
+  }
+
+  /** The node table with the loss replaced by one node's pre-activation (see {@link traceUpstream}). */
+  async traceUpstream(input: ModelInput, node: UpstreamNode, opts: UpstreamOptions = {}): Promise<NodeTable> {
+    return traceUpstream(this, input, node, opts);
+  }
+
+  /** Direct logit attribution of the logit difference to every residual-stream component. */
+  async directLogitAttribution(input: ModelInput, opts: LogitDiffOptions): Promise<DlaResult> {
+    return directLogitAttribution(this, input, opts);
+  }
+
+  /** The logit lens: the logit difference read from each layer's residual stream. */
+  async logitLens(input: ModelInput, opts: LogitDiffOptions): Promise<LogitLensRow[]> {
+    return logitLens(this, input, opts);
+  }
+
   /** Logits [batch, pos, d_vocab] from the unpatched graph (the baseline every trace is checked against). */
   async forward(input: ModelInput, opts: { prependBos?: boolean } = {}): Promise<Activation> {
     const batch = this.toBatch(input, opts);
@@ -588,8 +621,43 @@ export class Model {
     return new Activation("logits", t.data as Float32Array, t.dims, ["batch", "pos", "d_vocab"]);
   }
 
+  /**
+   * Runs `fn` with a session for a graph built beside the patched ones (e.g. attribution graphs
+   * with a backward pass), built once per `key` and released with the model. Beyond
+   * `maxSessions`, the least recently used sessions that no call is using are released.
+   */
+  async withAuxSession<T>(key: string, build: () => ModelProto, fn: (s: Session) => Promise<T>): Promise<T> {
+    let entry = this.aux.get(key);
+    if (entry) this.aux.delete(key);
+    else entry = { session: createSession(encodeModel(build()), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel }), users: 0 };
+    this.aux.set(key, entry);
+    entry.users++;
+    try {
+      return await fn(await entry.session);
+    } catch (e) {
+      if (!(await entry.session.then(() => true, () => false))) this.aux.delete(key);
+      throw e;
+    } finally {
+      entry.users--;
+      const max = Math.max(1, this.opts.maxSessions ?? 2);
+      for (const [k, e] of [...this.aux]) {
+        if (this.aux.size <= max) break;
+        if (e.users > 0) continue;
+        this.aux.delete(k);
+        await (await e.session).release();
+      }
+    }
+  }
+
+  /** Feeds for a batch's token inputs of `session` (ids, mask, positions, empty past); other inputs are the caller's. */
+  tokenFeeds(session: Session, batch: TokenBatch): Record<string, HostTensor> {
+    return this.feeds(session, batch);
+  }
+
   /** Releases every onnxruntime session. */
   async dispose(): Promise<void> {
+    for (const e of this.aux.values()) await (await e.session).release();
+    this.aux.clear();
     for (const s of this.live.splice(0)) await s.session.release();
     if (this.baseline) await (await this.baseline).release();
     this.baseline = undefined;

@@ -16,6 +16,7 @@ Usage:
   tdb trace "<prompt>" [--model dir|hub-id] [--hooks name,name|all] [--top k] [--no-bos] [--json]
   tdb ablate "<prompt>" [--head L.H]... [--neuron L.I[@P]]... [--target tok --distractor tok]
              [--model dir|hub-id] [--top k] [--no-bos] [--json]
+  tdb attribute "<prompt>" --target tok --distractor tok [--top k] [--model dir|hub-id] [--no-bos] [--json]
   tdb --help | --version
 
 Options:
@@ -28,7 +29,7 @@ Options:
   --neuron  (ablate) zero-ablate neuron I of layer L, at position P if given, e.g. --neuron 0.17@5
   --target, --distractor
             (ablate) single tokens whose logit difference is reported, e.g. " Mary" " John"
-  --json    machine-readable output (schemas tdb.trace/1, tdb.ablate/1; see docs/cli.md)
+  --json    machine-readable output (schemas tdb.trace/1, tdb.ablate/1, tdb.attribute/1; see docs/cli.md)
 
 Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal error.`;
 
@@ -102,8 +103,16 @@ async function main(argv: string[]): Promise<number> {
         json: values.json ?? false,
       });
     }
+    case "attribute": {
+      if (rest.length !== 1) throw new UsageError(`attribute takes exactly one prompt argument, got ${rest.length}`);
+      if (values.target === undefined || values.distractor === undefined) throw new UsageError("attribute needs --target and --distractor");
+      const top = values.top === undefined ? 20 : Number(values.top);
+      if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${values.top}`);
+      const { runAttribute } = await import("./attribute-command.js");
+      return runAttribute({ prompt: rest[0]!, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false });
+    }
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate`);
+      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate, attribute`);
   }
 }
 

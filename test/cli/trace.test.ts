@@ -142,3 +142,30 @@ describe("tdb ablate", () => {
     expect(none.stderr).toMatch(/nothing to ablate/);
   });
 });
+
+describe("tdb attribute", () => {
+  it("--json prints the node table with the documented fields", async () => {
+    const r = await tdb(["attribute", "Hello there friend", "--model", tm.dir, "--target", " t", "--distractor", " a", "--top", "4", "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { schema: string; logitDiff: number; nodes: { id: string; type: string; totalEffect: number }[]; counts: Record<string, number> };
+    expect(out.schema).toBe("tdb.attribute/1");
+    expect(out.nodes.length).toBeGreaterThanOrEqual(4);
+    expect(new Set(out.nodes.map((n) => n.type)).size).toBeGreaterThan(1);
+    expect(out.counts.mlp_neuron).toBeGreaterThan(0);
+    const model = await Model.load(tm.dir);
+    try {
+      const t = await model.trace("Hello there friend", { hooks: [] });
+      expect(out.logitDiff).toBeCloseTo(t.logitDiff(" t", " a"), 4);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it("needs --target and --distractor (usage error, exit 2); equal tokens are a typed error", async () => {
+    expect((await tdb(["attribute", "Hello", "--model", tm.dir, "--target", " t"])).code).toBe(2);
+    const same = await tdb(["attribute", "Hello", "--model", tm.dir, "--target", " t", "--distractor", " t", "--json"]);
+    expect(same.code).toBe(1);
+    expect((JSON.parse(same.stdout) as { error: { code: string } }).error.code).toBe("E_BAD_INPUT");
+  });
+});

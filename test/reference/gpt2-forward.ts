@@ -37,6 +37,14 @@ export interface RefOptions {
   addToResidPre?: ReadonlyMap<number, ArrayLike<number>>;
   /** Residual-stream vectors entering block L replaced at one position of every row (activation patching). */
   replaceResidPre?: ReadonlyMap<number, { position: number; vector: ArrayLike<number> }>;
+  /**
+   * Called with `hook_embed`, each `blocks.L.attn.hook_pattern` and each `blocks.L.mlp.hook_post`
+   * right after they are computed and before anything reads them: mutating the tensor edits the
+   * forward pass (finite differences of attributions).
+   */
+  onHook?: (name: string, t: RefTensor) => void;
+  /** Use these final LayerNorm scales (one per row x position) instead of computing them (a frozen scale). */
+  lnFinalScale?: ArrayLike<number>;
 }
 
 /** The mask value of the export: float32's most negative finite number. */
@@ -83,12 +91,13 @@ export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: numbe
       }
     }
   }
+  opts.onHook?.("hook_embed", embed);
   cache.set("hook_embed", embed);
   cache.set("hook_pos_embed", pos);
   let resid = tensor([B, S, d]);
   for (let i = 0; i < resid.data.length; i++) resid.data[i] = embed.data[i]! + pos.data[i]!;
 
-  const layerNorm = (x: RefTensor, prefix: string, scaleName: string): RefTensor => {
+  const layerNorm = (x: RefTensor, prefix: string, scaleName: string, fixedScale?: ArrayLike<number>): RefTensor => {
     const w = W(`${prefix}.weight`);
     const bias = W(`${prefix}.bias`);
     const out = tensor([B, S, d]);
@@ -100,7 +109,7 @@ export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: numbe
       let v = 0;
       for (let i = 0; i < d; i++) v += (x.data[r * d + i]! - mean) ** 2;
       v /= d;
-      const sc = Math.sqrt(v + eps);
+      const sc = fixedScale ? fixedScale[r]! : Math.sqrt(v + eps);
       scale.data[r] = sc;
       for (let i = 0; i < d; i++) out.data[r * d + i] = ((x.data[r * d + i]! - mean) / sc) * w[i]! + bias[i]!;
     }
@@ -171,6 +180,14 @@ export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: numbe
             sum += e;
           }
           for (let j = 0; j < S; j++) pattern.data[row + j]! /= sum;
+        }
+      }
+    }
+    opts.onHook?.(h("attn.hook_pattern"), pattern);
+    for (let b = 0; b < B; b++) {
+      for (let hh = 0; hh < H; hh++) {
+        for (let i = 0; i < S; i++) {
+          const row = ((b * H + hh) * S + i) * S;
           for (let e = 0; e < dh; e++) {
             let acc = 0;
             for (let j = 0; j < S; j++) acc += pattern.data[row + j]! * v.data[((b * S + j) * H + hh) * dh + e]!;
@@ -211,6 +228,7 @@ export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: numbe
       const x = pre.data[i]!;
       post.data[i] = 0.5 * x * (1 + Math.tanh(k0 * (x + 0.044715 * x * x * x)));
     }
+    opts.onHook?.(h("mlp.hook_post"), post);
     cache.set(h("mlp.hook_pre"), pre);
     cache.set(h("mlp.hook_post"), post);
     const mlpOut: RefTensor = { data: linear(post.data, BS, dm, W(`${p}.mlp.c_proj.weight`), W(`${p}.mlp.c_proj.bias`), d), dims: [B, S, d] };
@@ -220,7 +238,7 @@ export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: numbe
     cache.set(h("hook_resid_post"), next);
     resid = next;
   }
-  const xf = layerNorm(resid, "transformer.ln_f", "ln_final.hook_scale");
+  const xf = layerNorm(resid, "transformer.ln_f", "ln_final.hook_scale", opts.lnFinalScale);
   // Unembed with wte^T: logits[r, t] = sum_i xf[r, i] * wte[t, i].
   const logits = tensor([B, S, V]);
   for (let r = 0; r < BS; r++) {

@@ -1,0 +1,146 @@
+/**
+ * Direct logit attribution and the logit lens (TransformerLens semantics), at one position:
+ * the final residual stream is a sum of components (token and position embeddings, every
+ * head's result, every attention output bias, every MLP output); with the final LayerNorm's
+ * scale held at its value, the logit difference is exactly the sum of each component's dot
+ * product with the residual gradient, plus the LayerNorm bias term.
+ *
+ * @module
+ */
+import { TdbError } from "../errors.js";
+import type { HookName } from "../hooks/names.js";
+import type { Model, ModelInput } from "../model.js";
+import type { TokenLike } from "../trace.js";
+import { lossWeights, residualGradient, resolveLogitDiff, unembedDirection } from "./loss.js";
+
+/** One component of the final residual stream and its direct effect on the logit difference. */
+export interface DlaComponent {
+  /** e.g. `embed`, `pos_embed`, `L3H7`, `b_O.3`, `mlp.3`, `ln_final.b` */
+  name: string;
+  kind: "embed" | "pos_embed" | "head" | "attn_bias" | "mlp" | "ln_final_bias";
+  layer?: number;
+  head?: number;
+  /** Direct effect on the logit difference. */
+  value: number;
+}
+
+/** Result of {@link directLogitAttribution}. */
+export interface DlaResult {
+  components: DlaComponent[];
+  /** Sum of the components: equals `logitDiff` up to float error. */
+  total: number;
+  /** The logit difference of the run. */
+  logitDiff: number;
+  /** The position attributed. */
+  position: number;
+}
+
+/** Options of the logit-difference helpers. */
+export interface LogitDiffOptions {
+  target: TokenLike | readonly TokenLike[];
+  distractor: TokenLike | readonly TokenLike[];
+  /** Position (negative from the end). [default: -1] */
+  position?: number;
+  /** Prepend BOS to a string prompt. [default: true] */
+  prependBos?: boolean;
+}
+
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>, n: number): number => {
+  let s = 0;
+  for (let i = 0; i < n; i++) s += a[i]! * b[i]!;
+  return s;
+};
+
+/**
+ * Decomposes the logit difference at one position into direct effects of every component.
+ *
+ * @example
+ * ```ts
+ * const dla = await directLogitAttribution(model, prompt, { target: " Mary", distractor: " John" });
+ * dla.components.sort((a, b) => b.value - a.value).slice(0, 5);
+ * ```
+ */
+export async function directLogitAttribution(model: Model, input: ModelInput, opts: LogitDiffOptions): Promise<DlaResult> {
+  const c = model.config;
+  const L = c.nLayers;
+  const H = c.nHeads;
+  const d = c.dModel;
+  const dh = c.dHead;
+  const tokens = resolveLogitDiff(model, opts.target, opts.distractor);
+  const hooks: HookName[] = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale"];
+  for (let l = 0; l < L; l++) hooks.push(`blocks.${l}.attn.hook_z`, `blocks.${l}.hook_mlp_out`);
+  const t = await model.trace(input, { hooks, prependBos: opts.prependBos });
+  if (t.tokens.length !== 1) throw new TdbError("E_BAD_INPUT", "direct logit attribution takes one prompt", { value: t.tokens.length, allowed: 1 });
+  const S = t.tokens[0]!.length;
+  const pos = (opts.position ?? -1) < 0 ? S + (opts.position ?? -1) : opts.position!;
+  if (!Number.isInteger(pos) || pos < 0 || pos >= S) {
+    throw new TdbError("E_POSITION_RANGE", `position ${opts.position} out of range [${-S}, ${S - 1}]`, { value: opts.position, allowed: [-S, S - 1] });
+  }
+  const w = lossWeights(c.dVocab, tokens);
+  const u = unembedDirection(model, w);
+  const g = residualGradient(model, u, t.cache.get("ln_final.hook_scale").at(0, pos, 0));
+  const weights = model.weights;
+  const components: DlaComponent[] = [
+    { name: "embed", kind: "embed", value: dot(t.cache.get("hook_embed").row(0, pos), g, d) },
+    { name: "pos_embed", kind: "pos_embed", value: dot(t.cache.get("hook_pos_embed").row(0, pos), g, d) },
+  ];
+  for (let l = 0; l < L; l++) {
+    const z = t.cache.get("z", l).row(0, pos); // [H * dh]
+    const { W_O, b_O } = weights.blocks[l]!;
+    // result[h] . g = z[h] . (W_O[h] g): project g through W_O once per head.
+    for (let h = 0; h < H; h++) {
+      let v = 0;
+      for (let e = 0; e < dh; e++) {
+        const row = (h * dh + e) * d;
+        let wg = 0;
+        for (let i = 0; i < d; i++) wg += W_O.data[row + i]! * g[i]!;
+        v += z[h * dh + e]! * wg;
+      }
+      components.push({ name: `L${l}H${h}`, kind: "head", layer: l, head: h, value: v });
+    }
+    components.push({ name: `b_O.${l}`, kind: "attn_bias", layer: l, value: dot(b_O.data, g, d) });
+    components.push({ name: `mlp.${l}`, kind: "mlp", layer: l, value: dot(t.cache.get("mlp_out", l).row(0, pos), g, d) });
+  }
+  components.push({ name: "ln_final.b", kind: "ln_final_bias", value: dot(weights.lnf_b.data, u, d) });
+  const total = components.reduce((s, x) => s + x.value, 0);
+  return { components, total, logitDiff: t.logitDiff(opts.target as TokenLike | TokenLike[], opts.distractor as TokenLike | TokenLike[], { position: pos }), position: pos };
+}
+
+/** One layer of {@link logitLens}. */
+export interface LogitLensRow {
+  /** `blocks.L.hook_resid_pre` for L < n_layers, then the final `hook_resid_post`. */
+  hook: HookName;
+  /** Logit difference read from this residual stream through the final LayerNorm (its own scale) and the unembedding. */
+  logitDiff: number;
+}
+
+/**
+ * The logit lens: the logit difference each layer's residual stream would give if it were the
+ * last (TransformerLens `accumulated_resid` with `apply_ln`).
+ */
+export async function logitLens(model: Model, input: ModelInput, opts: LogitDiffOptions): Promise<LogitLensRow[]> {
+  const c = model.config;
+  const tokens = resolveLogitDiff(model, opts.target, opts.distractor);
+  const names: HookName[] = [];
+  for (let l = 0; l < c.nLayers; l++) names.push(`blocks.${l}.hook_resid_pre`);
+  names.push(`blocks.${c.nLayers - 1}.hook_resid_post`);
+  const t = await model.trace(input, { hooks: names, prependBos: opts.prependBos });
+  const S = t.tokens[0]!.length;
+  const pos = (opts.position ?? -1) < 0 ? S + (opts.position ?? -1) : opts.position!;
+  if (!Number.isInteger(pos) || pos < 0 || pos >= S) {
+    throw new TdbError("E_POSITION_RANGE", `position ${opts.position} out of range [${-S}, ${S - 1}]`, { value: opts.position, allowed: [-S, S - 1] });
+  }
+  const u = unembedDirection(model, lossWeights(c.dVocab, tokens));
+  const { lnf_w, lnf_b } = model.weights;
+  const d = c.dModel;
+  return names.map((hook) => {
+    const x = t.cache.get(hook).row(0, pos);
+    const mean = x.reduce((a, b) => a + b, 0) / d;
+    let v = 0;
+    for (let i = 0; i < d; i++) v += (x[i]! - mean) ** 2;
+    const scale = Math.sqrt(v / d + c.lnEps);
+    let diff = 0;
+    for (let i = 0; i < d; i++) diff += (((x[i]! - mean) / scale) * lnf_w.data[i]! + lnf_b.data[i]!) * u[i]!;
+    return { hook, logitDiff: diff };
+  });
+}

@@ -1,0 +1,480 @@
+/**
+ * The Transformer Debugger node table: for every MLP neuron (layer, position, index), attention
+ * head node (layer, head, query position, key position) and token embedding, its activation,
+ * write magnitude, direct effect and estimated total effect (activation x gradient) on a loss,
+ * from one onnxruntime run of the attribution graph (forward + our backward pass).
+ *
+ * Columns (g = d(loss)/d(residual stream the loss reads), non-zero only where the loss reads it):
+ * - MLP neuron: activation a (post-GELU); write |a| ||W_out[i]||; direct a (W_out[i] . g[t]);
+ *   total a dL/da.
+ * - Attention head node: activation A = pattern[h, q, k]; write A ||v[k,h] W_O[h]||; direct
+ *   A (v[k,h] W_O[h] . g[q]); total A dL/dA.
+ * - Token embedding: activation and write ||e[t]||; direct e[t] . g[t]; total sum_d e dL/de.
+ *
+ * @module
+ */
+import { TdbError } from "../errors.js";
+import type { HookName } from "../hooks/names.js";
+import type { Model, ModelInput } from "../model.js";
+import type { HostTensor } from "../onnx/tensor.js";
+import type { TokenLike, TopToken } from "../trace.js";
+import { buildAttributionGraph, LOSS_WEIGHTS_INPUT, TOP_K_INPUT, type AttributionGraph, type AttributionLoss } from "./graph.js";
+import { lossWeights, resolveLogitDiff } from "./loss.js";
+import { LOGIT_POSITIONS_INPUT } from "../patching.js";
+
+/** Node kinds of the table. */
+export type NodeType = "mlp_neuron" | "attention_head" | "token_embedding";
+const NODE_TYPES: readonly NodeType[] = ["mlp_neuron", "attention_head", "token_embedding"];
+
+/** One row of the node table. */
+export interface AttributionNode {
+  type: NodeType;
+  /** Stable id: `mlp.L.I@T`, `attn.L.H@Q:K`, `embed@T`. */
+  id: string;
+  layer?: number;
+  head?: number;
+  /** Neuron index. */
+  index?: number;
+  /** Token position (the query position for attention nodes). */
+  position: number;
+  /** Key position of attention nodes. */
+  keyPosition?: number;
+  /** The token at `position`. */
+  token: string;
+  activation: number;
+  writeMagnitude: number;
+  directEffect: number;
+  totalEffect: number;
+}
+
+/** Columns of the table. */
+export type Column = "activation" | "writeMagnitude" | "directEffect" | "totalEffect";
+
+/** Result of {@link attribute} and {@link traceUpstream}. */
+export interface NodeTable {
+  /** Union of the top-k of every column and the bottom-k of the effect columns, by |totalEffect| descending. */
+  nodes: AttributionNode[];
+  /** The loss of the run (the logit difference, or the traced node's pre-activation). */
+  loss: number;
+  /** Token strings of the prompt. */
+  tokens: string[];
+  /** Sum of the total effects of the nodes at each token (neurons and embeddings at it, attention nodes by key position): Transformer Debugger's token heatmap. */
+  tokenEffects: { position: number; token: string; totalEffect: number }[];
+  /** How many nodes of each type were scored. */
+  counts: Record<NodeType, number>;
+  /** Top and bottom logits at the last position (attribute only). */
+  topLogits?: TopToken[];
+  bottomLogits?: TopToken[];
+}
+
+/** Options of {@link attribute}. */
+export interface AttributeOptions {
+  target: TokenLike | readonly TokenLike[];
+  distractor: TokenLike | readonly TokenLike[];
+  /** Rows per column in the table. [default: 20] */
+  topK?: number;
+  /** Node kinds in the table. [default: all] */
+  nodeTypes?: readonly NodeType[];
+  /** Hold the final LayerNorm's scale constant in the backward pass, as Transformer Debugger does. [default: true] */
+  detachFinalLnScale?: boolean;
+  /** Prepend BOS to a string prompt. [default: true] */
+  prependBos?: boolean;
+}
+
+/** A node to trace upstream from. */
+export type UpstreamNode =
+  | { type: "mlp_neuron"; layer: number; index: number; position: number }
+  | { type: "attention_head"; layer: number; head: number; position: number; keyPosition: number };
+
+/** Options of {@link traceUpstream}. */
+export interface UpstreamOptions {
+  /** For attention nodes: differentiate the attention logit through the query, the key, or both. [default: "both"] */
+  through?: "query" | "key" | "both";
+  topK?: number;
+  nodeTypes?: readonly NodeType[];
+  prependBos?: boolean;
+}
+
+const graphs = new WeakMap<Model, Map<string, AttributionGraph>>();
+
+function graphFor(model: Model, key: string, loss: AttributionLoss, detach: boolean): AttributionGraph {
+  let m = graphs.get(model);
+  if (!m) graphs.set(model, (m = new Map()));
+  let g = m.get(key);
+  if (!g) m.set(key, (g = buildAttributionGraph(model, loss, detach)));
+  return g;
+}
+
+/** Keeps the k largest (or smallest) scores seen, as indices; a small binary heap. */
+class TopK {
+  private readonly idx: number[] = [];
+  private readonly val: number[] = [];
+  constructor(
+    private readonly k: number,
+    private readonly largest: boolean,
+  ) {}
+  push(i: number, v: number): void {
+    const s = this.largest ? v : -v;
+    if (!(s === s)) return; // NaN
+    if (this.idx.length < this.k) {
+      this.idx.push(i);
+      this.val.push(s);
+      this.up(this.idx.length - 1);
+    } else if (this.k > 0 && s > this.val[0]!) {
+      this.idx[0] = i;
+      this.val[0] = s;
+      this.down(0);
+    }
+  }
+  indices(): number[] {
+    return [...this.idx];
+  }
+  /** Values must beat this to enter (in the heap's sign: negated for bottom-k). */
+  get bar(): number {
+    return this.idx.length < this.k ? -Infinity : this.val[0]!;
+  }
+  private swap(a: number, b: number): void {
+    [this.idx[a], this.idx[b]] = [this.idx[b]!, this.idx[a]!];
+    [this.val[a], this.val[b]] = [this.val[b]!, this.val[a]!];
+  }
+  private up(i: number): void {
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (this.val[p]! <= this.val[i]!) return;
+      this.swap(i, p);
+      i = p;
+    }
+  }
+  private down(i: number): void {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < this.val.length && this.val[l]! < this.val[m]!) m = l;
+      if (r < this.val.length && this.val[r]! < this.val[m]!) m = r;
+      if (m === i) return;
+      this.swap(i, m);
+      i = m;
+    }
+  }
+}
+
+const f32 = (t: HostTensor | undefined, name: string): Float32Array => {
+  if (!t || t.type !== "float32") throw new TdbError("E_UNSUPPORTED_GRAPH", `attribution output ${name} missing or not float32`, { value: name });
+  return t.data as Float32Array;
+};
+
+/** Runs an attribution graph and builds the node table. `read` is the residual the loss reads (its gradient is `g`). */
+async function nodeTable(
+  model: Model,
+  input: ModelInput,
+  key: string,
+  loss: AttributionLoss,
+  detach: boolean,
+  weights: (S: number) => HostTensor,
+  opts: { topK?: number; nodeTypes?: readonly NodeType[]; prependBos?: boolean },
+  /** Only neurons of layers < mlpBefore and heads of layers < headsBefore write directly into the residual the loss reads. */
+  { mlpBefore, headsBefore }: { mlpBefore: number; headsBefore: number },
+): Promise<{ table: NodeTable; logits: Float32Array }> {
+  const c = model.config;
+  const L = c.nLayers;
+  const H = c.nHeads;
+  const d = c.dModel;
+  const dm = c.dMlp;
+  const batch = model.toBatch(input, { prependBos: opts.prependBos });
+  if (batch.rows.length !== 1) throw new TdbError("E_BAD_INPUT", `attribution takes one prompt; got ${batch.rows.length}`, { value: batch.rows.length, allowed: 1 });
+  const types = opts.nodeTypes ?? NODE_TYPES;
+  for (const t of types) if (!NODE_TYPES.includes(t)) throw new TdbError("E_BAD_OPTION", `unknown node type ${JSON.stringify(t)}`, { value: t, allowed: NODE_TYPES });
+  const k = opts.topK ?? 20;
+  if (!Number.isInteger(k) || k < 1) throw new TdbError("E_BAD_OPTION", `topK must be a positive integer, got ${k}`, { value: k, allowed: ">= 1" });
+  const S = batch.seqLen;
+  const graph = graphFor(model, key, loss, detach);
+  const lossWeightsFeed = weights(S);
+  const fetch = [
+    "logits",
+    graph.loss,
+    graph.embed,
+    graph.gradEmbed,
+    graph.gradResid,
+    ...graph.neuronPicks,
+    ...graph.neuronColumns,
+    ...graph.neuronTokenTotals,
+    ...graph.pattern,
+    ...graph.gradPattern,
+    ...graph.valueWriteNorm,
+    ...graph.valueWriteDotGrad,
+  ];
+  const out = await model.withAuxSession(
+    key,
+    () => graph.model,
+    (session) => {
+      const feeds = model.tokenFeeds(session, batch);
+      feeds[LOGIT_POSITIONS_INPUT] = { type: "int64", data: new BigInt64Array([BigInt(S - 1)]), dims: [1, 1, 1] };
+      feeds[LOSS_WEIGHTS_INPUT] = lossWeightsFeed;
+      feeds[TOP_K_INPUT] = { type: "int64", data: new BigInt64Array([BigInt(Math.min(k, S * dm))]), dims: [1] };
+      return session.run(feeds, [...new Set(fetch)]);
+    },
+  );
+  const strTokens = model.toStrTokens(batch.rows[0]!);
+  const gRes = f32(out[graph.gradResid], "grad resid"); // [1, S, d]
+  const gAt = (t: number) => gRes.subarray(t * d, (t + 1) * d);
+  const nodes: AttributionNode[] = [];
+  const tokenTotals = new Float64Array(S);
+  const counts: Record<NodeType, number> = { mlp_neuron: 0, attention_head: 0, token_embedding: 0 };
+  const cols: Column[] = ["activation", "writeMagnitude", "directEffect", "totalEffect"];
+
+  /**
+   * Collects, for one node kind, the union of its per-column top-k (and bottom-k of the effect
+   * columns) as rows. Columns are flat arrays over the kind's nodes; NaN marks non-nodes
+   * (masked attention entries).
+   */
+  const collect = (columns: readonly ArrayLike<number>[], row: (i: number) => AttributionNode): AttributionNode[] => {
+    const picked = new Set<number>();
+    columns.forEach((col, c) => {
+      for (const largest of c >= 2 ? [true, false] : [true]) {
+        const h = new TopK(k, largest);
+        for (let i = 0; i < col.length; i++) h.push(i, col[i]!);
+        for (const i of h.indices()) picked.add(i);
+      }
+    });
+    return [...picked].map(row);
+  };
+
+  if (types.includes("mlp_neuron")) {
+    // Columns and top-k were computed in onnxruntime: only the picked neurons come back.
+    for (let l = 0; l < L; l++) {
+      const picks = out[graph.neuronPicks[l]!]!.data as BigInt64Array;
+      const colsAt = f32(out[graph.neuronColumns[l]!], `neuron columns ${l}`); // [4, n]
+      const tokenTotal = f32(out[graph.neuronTokenTotals[l]!], `neuron token totals ${l}`);
+      for (let t = 0; t < S; t++) tokenTotals[t]! += tokenTotal[t]!;
+      counts.mlp_neuron += S * dm;
+      const n = picks.length;
+      const seen = new Set<number>();
+      for (let j = 0; j < n; j++) {
+        const x = Number(picks[j]!);
+        if (seen.has(x)) continue;
+        seen.add(x);
+        const t = Math.floor(x / dm);
+        const i = x - t * dm;
+        nodes.push({
+          type: "mlp_neuron",
+          id: `mlp.${l}.${i}@${t}`,
+          layer: l,
+          index: i,
+          position: t,
+          token: strTokens[t]!,
+          activation: colsAt[j]!,
+          writeMagnitude: colsAt[n + j]!,
+          directEffect: l < mlpBefore ? colsAt[2 * n + j]! : 0,
+          totalEffect: colsAt[3 * n + j]!,
+        });
+      }
+    }
+  }
+  if (types.includes("attention_head")) {
+    for (let l = 0; l < L; l++) {
+      const A = f32(out[graph.pattern[l]!], `pattern ${l}`); // [1,H,S,S]
+      const gA = f32(out[graph.gradPattern[l]!], `grad pattern ${l}`);
+      const vwNorm = f32(out[graph.valueWriteNorm[l]!], `value write norm ${l}`); // [1,H,S]
+      const vwDot = f32(out[graph.valueWriteDotGrad[l]!], `value write . grad ${l}`); // [1,H,S(key),S(query)]
+      const headsDirect = l < headsBefore;
+      // x = (h * S + q) * S + key; only key <= q are nodes (causal). One pass into six heaps.
+      const heaps = [new TopK(k, true), new TopK(k, true), new TopK(k, true), new TopK(k, true), new TopK(k, false), new TopK(k, false)];
+      const bars = heaps.map((hp) => hp.bar);
+      const offer = (c: number, x: number, v: number, s: number) => {
+        if (s > bars[c]!) {
+          heaps[c]!.push(x, v);
+          bars[c] = heaps[c]!.bar;
+        }
+      };
+      const columns = (x: number, h: number, q: number, key: number): [number, number, number, number] => {
+        const p = A[x]!;
+        return [p, p * vwNorm[h * S + key]!, headsDirect ? p * vwDot[(h * S + key) * S + q]! : 0, p * gA[x]!];
+      };
+      for (let h = 0; h < H; h++) {
+        for (let q = 0; q < S; q++) {
+          for (let key = 0; key <= q; key++) {
+            const x = (h * S + q) * S + key;
+            const p = A[x]!;
+            const write = p * vwNorm[h * S + key]!;
+            const dir = headsDirect ? p * vwDot[(h * S + key) * S + q]! : 0;
+            const tot = p * gA[x]!;
+            tokenTotals[key]! += tot;
+            offer(0, x, p, p);
+            offer(1, x, write, write);
+            offer(2, x, dir, dir);
+            offer(3, x, tot, tot);
+            offer(4, x, dir, -dir);
+            offer(5, x, tot, -tot);
+          }
+        }
+      }
+      counts.attention_head += (H * S * (S + 1)) / 2;
+      for (const x of new Set(heaps.flatMap((hp) => hp.indices()))) {
+        const key = x % S;
+        const q = Math.floor(x / S) % S;
+        const h = Math.floor(x / (S * S));
+        const [act, write, direct, total] = columns(x, h, q, key);
+        nodes.push({
+          type: "attention_head",
+          id: `attn.${l}.${h}@${q}:${key}`,
+          layer: l,
+          head: h,
+          position: q,
+          keyPosition: key,
+          token: strTokens[q]!,
+          activation: act,
+          writeMagnitude: write,
+          directEffect: direct,
+          totalEffect: total,
+        });
+      }
+    }
+  }
+  if (types.includes("token_embedding")) {
+    const e = f32(out[graph.embed], "embed");
+    const ge = f32(out[graph.gradEmbed], "grad embed");
+    const norm = new Float64Array(S);
+    const directCol = new Float64Array(S);
+    const total = new Float64Array(S);
+    for (let t = 0; t < S; t++) {
+      const g = gAt(t);
+      let n2 = 0;
+      for (let j = 0; j < d; j++) {
+        const v = e[t * d + j]!;
+        n2 += v * v;
+        directCol[t]! += v * g[j]!;
+        total[t]! += v * ge[t * d + j]!;
+      }
+      norm[t] = Math.sqrt(n2);
+      tokenTotals[t]! += total[t]!;
+    }
+    counts.token_embedding += S;
+    nodes.push(
+      ...collect([norm, norm, directCol, total], (t) => ({
+        type: "token_embedding",
+        id: `embed@${t}`,
+        position: t,
+        token: strTokens[t]!,
+        activation: norm[t]!,
+        writeMagnitude: norm[t]!,
+        directEffect: directCol[t]!,
+        totalEffect: total[t]!,
+      })),
+    );
+  }
+  // Keep the union of the per-column top/bottom-k over all kinds.
+  const keep = new Set<AttributionNode>();
+  const pick = (value: (n: AttributionNode) => number, largest: boolean) => {
+    [...nodes].sort((a, b) => (largest ? value(b) - value(a) : value(a) - value(b))).slice(0, k).forEach((n) => keep.add(n));
+  };
+  for (const c2 of cols) pick((n) => n[c2], true);
+  pick((n) => n.directEffect, false);
+  pick((n) => n.totalEffect, false);
+  const table: NodeTable = {
+    nodes: [...keep].sort((a, b) => Math.abs(b.totalEffect) - Math.abs(a.totalEffect)),
+    loss: f32(out[graph.loss], "loss")[0]!,
+    tokens: strTokens,
+    tokenEffects: strTokens.map((token, position) => ({ position, token, totalEffect: tokenTotals[position]! })),
+    counts,
+  };
+  return { table, logits: f32(out.logits, "logits") };
+}
+
+/**
+ * The Transformer Debugger node table for "why target rather than distractor?" at the last
+ * position: loss = mean target logit - mean distractor logit.
+ *
+ * @example
+ * ```ts
+ * const t = await attribute(model, "When John and Mary went to the shops, John gave the bag to", { target: " Mary", distractor: " John" });
+ * t.nodes.slice(0, 10).map((n) => [n.id, n.totalEffect]);
+ * ```
+ */
+export async function attribute(model: Model, input: ModelInput, opts: AttributeOptions): Promise<NodeTable> {
+  const tokens = resolveLogitDiff(model, opts.target, opts.distractor);
+  const detach = opts.detachFinalLnScale ?? true;
+  const w = lossWeights(model.config.dVocab, tokens);
+  const L = model.config.nLayers;
+  const { table, logits } = await nodeTable(model, input, `attr:logitDiff:${detach}`, { kind: "logitDiff" }, detach, () => ({ type: "float32", data: w, dims: [w.length] }), opts, {
+    mlpBefore: L,
+    headsBefore: L,
+  });
+  const top = new TopK(10, true);
+  const bottom = new TopK(10, false);
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    top.push(i, logits[i]!);
+    bottom.push(i, logits[i]!);
+    if (logits[i]! > max) max = logits[i]!;
+  }
+  const lse = max + Math.log(logits.reduce((s, x) => s + Math.exp(x - max), 0));
+  const entry = (t: number): TopToken => ({ token: t, str: model.toStrTokens([t])[0]!, logit: logits[t]!, logProb: logits[t]! - lse, prob: Math.exp(logits[t]! - lse) });
+  table.topLogits = top.indices().sort((a, b) => logits[b]! - logits[a]!).map(entry);
+  table.bottomLogits = bottom.indices().sort((a, b) => logits[a]! - logits[b]!).map(entry);
+  return table;
+}
+
+/**
+ * The node table with the loss replaced by one node's pre-activation: an MLP neuron's
+ * pre-GELU value, or a head's attention logit at [query, key] (through the query, the key, or
+ * both). Nodes in and after the traced node's layer have no effect on it.
+ */
+export async function traceUpstream(model: Model, input: ModelInput, node: UpstreamNode, opts: UpstreamOptions = {}): Promise<NodeTable> {
+  const c = model.config;
+  if (!["mlp_neuron", "attention_head"].includes((node as { type?: string }).type ?? "")) {
+    const t = (node as { type?: string }).type;
+    throw new TdbError("E_BAD_OPTION", `cannot trace upstream of a ${JSON.stringify(t)} node`, { value: t, allowed: ["mlp_neuron", "attention_head"] });
+  }
+  const layerOk = Number.isInteger(node.layer) && node.layer >= 0 && node.layer < c.nLayers;
+  if (!layerOk) throw new TdbError("E_LAYER_RANGE", `layer ${node.layer} out of range; the model has layers 0..${c.nLayers - 1}`, { value: node.layer, allowed: [0, c.nLayers - 1] });
+  const batch = model.toBatch(input, { prependBos: opts.prependBos });
+  const S = batch.seqLen;
+  const pos = (p: number, what: string) => {
+    const q = p < 0 ? S + p : p;
+    if (!Number.isInteger(q) || q < 0 || q >= S) throw new TdbError("E_POSITION_RANGE", `${what} ${p} out of range [${-S}, ${S - 1}]`, { value: p, allowed: [-S, S - 1] });
+    return q;
+  };
+  let loss: AttributionLoss;
+  let key: string;
+  let weights: () => HostTensor;
+  let direct: { mlpBefore: number; headsBefore: number };
+  if (node.type === "mlp_neuron") {
+    if (!Number.isInteger(node.index) || node.index < 0 || node.index >= c.dMlp) {
+      throw new TdbError("E_INDEX_RANGE", `neuron ${node.index} out of range [0, ${c.dMlp - 1}]`, { value: node.index, allowed: [0, c.dMlp - 1] });
+    }
+    const t = pos(node.position, "position");
+    const hook = `blocks.${node.layer}.mlp.hook_pre` as HookName;
+    loss = { kind: "value", hook, reads: `blocks.${node.layer}.hook_resid_mid` };
+    direct = { mlpBefore: node.layer, headsBefore: node.layer + 1 };
+    key = `attr:up:${hook}`;
+    weights = () => {
+      const w = new Float32Array(S * c.dMlp);
+      w[t * c.dMlp + node.index] = 1;
+      return { type: "float32", data: w, dims: [1, S, c.dMlp] };
+    };
+  } else if (node.type === "attention_head") {
+    if (!Number.isInteger(node.head) || node.head < 0 || node.head >= c.nHeads) {
+      throw new TdbError("E_INDEX_RANGE", `head ${node.head} out of range [0, ${c.nHeads - 1}]`, { value: node.head, allowed: [0, c.nHeads - 1] });
+    }
+    const q = pos(node.position, "query position");
+    const kk = pos(node.keyPosition, "key position");
+    if (kk > q) throw new TdbError("E_POSITION_RANGE", `key position ${kk} is after query position ${q}: masked, no attention logit`, { value: kk, allowed: [0, q] });
+    const through = opts.through ?? "both";
+    if (!["query", "key", "both"].includes(through)) throw new TdbError("E_BAD_OPTION", `through must be query, key or both; got ${through}`, { value: through, allowed: ["query", "key", "both"] });
+    const hook = `blocks.${node.layer}.attn.hook_attn_scores` as HookName;
+    const stop: HookName[] = through === "query" ? [`blocks.${node.layer}.attn.hook_k`] : through === "key" ? [`blocks.${node.layer}.attn.hook_q`] : [];
+    loss = { kind: "value", hook, stop, reads: `blocks.${node.layer}.hook_resid_pre` };
+    direct = { mlpBefore: node.layer, headsBefore: node.layer };
+    key = `attr:up:${hook}:${through}`;
+    weights = () => {
+      const w = new Float32Array(c.nHeads * S * S);
+      w[(node.head * S + q) * S + kk] = 1;
+      return { type: "float32", data: w, dims: [1, c.nHeads, S, S] };
+    };
+  } else {
+    throw new TdbError("E_BAD_OPTION", `cannot trace upstream of ${(node as { type: string }).type}`, { value: (node as { type: string }).type, allowed: ["mlp_neuron", "attention_head"] });
+  }
+  const { table } = await nodeTable(model, input, key, loss, false, weights, opts, direct);
+  return table;
+}
