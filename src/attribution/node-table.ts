@@ -19,7 +19,7 @@ import type { Model, ModelInput } from "../model.js";
 import type { HostTensor } from "../onnx/tensor.js";
 import type { TokenLike, TopToken } from "../trace.js";
 import { buildAttributionGraph, LOSS_WEIGHTS_INPUT, TOP_K_INPUT, type AttributionGraph, type AttributionLoss } from "./graph.js";
-import { lossWeights, resolveLogitDiff } from "./loss.js";
+import { lossWeights, residualGradient, resolveLogitDiff, unembedDirection } from "./loss.js";
 import { LOGIT_POSITIONS_INPUT } from "../patching.js";
 
 /** Node kinds of the table. */
@@ -88,8 +88,16 @@ export type UpstreamNode =
 
 /** Options of {@link traceUpstream}. */
 export interface UpstreamOptions {
-  /** For attention nodes: differentiate the attention logit through the query, the key, or both. [default: "both"] */
-  through?: "query" | "key" | "both";
+  /**
+   * For attention nodes: differentiate the attention logit through the query, the key, or both;
+   * or `value`: the node's value-path direct effect on the logit difference (its write
+   * `A v[k,h] W_O[h]` dotted with the residual gradient at the last position, with the attention
+   * probability held constant), which needs `target` and `distractor`. [default: "both"]
+   */
+  through?: "query" | "key" | "both" | "value";
+  /** For `through: "value"`: the logit difference's tokens. */
+  target?: TokenLike | readonly TokenLike[];
+  distractor?: TokenLike | readonly TokenLike[];
   topK?: number;
   nodeTypes?: readonly NodeType[];
   prependBos?: boolean;
@@ -461,7 +469,40 @@ export async function traceUpstream(model: Model, input: ModelInput, node: Upstr
     const kk = pos(node.keyPosition, "key position");
     if (kk > q) throw new TdbError("E_POSITION_RANGE", `key position ${kk} is after query position ${q}: masked, no attention logit`, { value: kk, allowed: [0, q] });
     const through = opts.through ?? "both";
-    if (!["query", "key", "both"].includes(through)) throw new TdbError("E_BAD_OPTION", `through must be query, key or both; got ${through}`, { value: through, allowed: ["query", "key", "both"] });
+    if (!["query", "key", "both", "value"].includes(through)) {
+      throw new TdbError("E_BAD_OPTION", `through must be query, key, both or value; got ${through}`, { value: through, allowed: ["query", "key", "both", "value"] });
+    }
+    if (through === "value") {
+      if (opts.target === undefined || opts.distractor === undefined) {
+        throw new TdbError("E_BAD_OPTION", "through: \"value\" traces the node's direct effect on a logit difference: pass target and distractor", { value: undefined });
+      }
+      if (q !== S - 1) {
+        throw new TdbError("E_POSITION_RANGE", `a value-path direct effect exists only at the last query position (${S - 1}), where the logit difference is read`, { value: q, allowed: [S - 1, S - 1] });
+      }
+      const tokens = resolveLogitDiff(model, opts.target, opts.distractor);
+      const t = await model.trace(batch.rows, { hooks: [`blocks.${node.layer}.attn.hook_pattern`, "ln_final.hook_scale"] });
+      const A = t.cache.get("pattern", node.layer).at(0, node.head, q, kk);
+      const g = residualGradient(model, unembedDirection(model, lossWeights(c.dVocab, tokens)), t.cache.get("ln_final.hook_scale").at(0, q, 0));
+      const { W_O } = model.weights.blocks[node.layer]!;
+      // loss = A v[k,h] . (W_O[h] g): linear in v, with A a constant.
+      const wg = new Float32Array(c.dHead);
+      for (let e = 0; e < c.dHead; e++) {
+        let s2 = 0;
+        for (let i = 0; i < c.dModel; i++) s2 += W_O.data[(node.head * c.dHead + e) * c.dModel + i]! * g[i]!;
+        wg[e] = A * s2;
+      }
+      const hook = `blocks.${node.layer}.attn.hook_v` as HookName;
+      loss = { kind: "value", hook, reads: `blocks.${node.layer}.hook_resid_pre` };
+      direct = { mlpBefore: node.layer, headsBefore: node.layer };
+      key = `attr:up:${hook}`;
+      weights = () => {
+        const w = new Float32Array(S * c.nHeads * c.dHead);
+        w.set(wg, (kk * c.nHeads + node.head) * c.dHead);
+        return { type: "float32", data: w, dims: [1, S, c.nHeads, c.dHead] };
+      };
+      const { table } = await nodeTable(model, input, key, loss, false, weights, opts, direct);
+      return table;
+    }
     const hook = `blocks.${node.layer}.attn.hook_attn_scores` as HookName;
     const stop: HookName[] = through === "query" ? [`blocks.${node.layer}.attn.hook_k`] : through === "key" ? [`blocks.${node.layer}.attn.hook_q`] : [];
     loss = { kind: "value", hook, stop, reads: `blocks.${node.layer}.hook_resid_pre` };

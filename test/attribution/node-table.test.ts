@@ -172,6 +172,18 @@ describe("traceUpstream", () => {
     expect(checked).toBeGreaterThan(3);
   });
 
+  it("through value: the loss is the node's direct effect from the attribution table", async () => {
+    const table = await attribute(model, [P], { target: T, distractor: D, topK: 10, nodeTypes: ["attention_head"] });
+    const n = table.nodes.find((x) => x.type === "attention_head" && x.layer === 1 && x.position === S - 1 && x.directEffect !== 0)!;
+    expect(n).toBeDefined();
+    const up = await traceUpstream(model, [P], { type: "attention_head", layer: 1, head: n.head!, position: S - 1, keyPosition: n.keyPosition! }, { through: "value", target: T, distractor: D });
+    expect(up.loss).toBeCloseTo(n.directEffect, 5);
+    // Only what feeds v[k] (positions <= k, layers < 1) has an effect.
+    for (const x of up.nodes) if (x.position > n.keyPosition! || (x.layer ?? 0) >= 1) expect(x.totalEffect).toBe(0);
+    await expect(traceUpstream(model, [P], { type: "attention_head", layer: 1, head: 0, position: S - 1, keyPosition: 0 }, { through: "value" })).rejects.toMatchObject({ code: "E_BAD_OPTION" });
+    await expect(traceUpstream(model, [P], { type: "attention_head", layer: 1, head: 0, position: 3, keyPosition: 0 }, { through: "value", target: T, distractor: D })).rejects.toMatchObject({ code: "E_POSITION_RANGE" });
+  });
+
   it("bad input: several tokens without a list, equal sides, unknown node, position out of range", async () => {
     await expect(attribute(model, "Hello world", { target: " internationalization", distractor: " a" })).rejects.toMatchObject({ code: "E_NOT_SINGLE_TOKEN" });
     await expect(attribute(model, [P], { target: [T, D], distractor: [D, T] })).rejects.toMatchObject({ code: "E_BAD_INPUT" });
