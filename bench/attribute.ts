@@ -9,23 +9,11 @@
  * Run: npx tsx bench/attribute.ts [--runs 7]
  */
 import { performance } from "node:perf_hooks";
-import { join } from "node:path";
-import { GPT2_SMALL_SHAPES } from "../src/fixtures/config.js";
-import { ensureGpt2Model } from "../src/fixtures/write.js";
-import { Model } from "../src/model.js";
+import { benchModel, englishTokens, flag, median, peakRssMiB } from "./_shared.js";
 
-const runsArg = process.argv.indexOf("--runs");
-const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 7;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const rssMiB = () => Math.round(process.resourceUsage().maxRSS / 1024);
-
-const dir = join(import.meta.dirname, "out", "gpt2-small-shapes");
-await ensureGpt2Model(dir, { config: GPT2_SMALL_SHAPES, seed: 1, tokenizer: "gpt2" });
-const model = await Model.load(dir);
-const text =
-  "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election produced no evidence that any irregularities took place. The jury further said in term-end presentments that the City Executive Committee, which had over-all charge of the election, deserves the praise and thanks of the City of Atlanta for the manner in which the election was conducted.";
-const tokens = model.toTokens(text).slice(0, 64);
-if (tokens.length !== 64) throw new Error(`prompt has ${tokens.length} tokens, need 64`);
+const RUNS = flag("runs", 7);
+const { model } = await benchModel();
+const tokens = englishTokens(model, 64);
 const opts = { target: " Atlanta", distractor: " Fulton", topK: 20 };
 
 let t0 = performance.now();
@@ -55,7 +43,7 @@ console.log(
       medianForwardMs: Math.round(median(tFwd)),
       ratio: +(median(tAttr) / median(tFwd)).toFixed(3),
       target: 4,
-      peakRssMiB: rssMiB(),
+      peakRssMiB: peakRssMiB(),
     },
     null,
     2,

@@ -9,24 +9,12 @@
  * Run: npx tsx bench/intervene.ts [--repeats 3]
  */
 import { performance } from "node:perf_hooks";
-import { join } from "node:path";
-import { GPT2_SMALL_SHAPES } from "../src/fixtures/config.js";
-import { ensureGpt2Model } from "../src/fixtures/write.js";
 import { zeroHead, type Edit } from "../src/intervene/edits.js";
-import { Model } from "../src/model.js";
+import { benchModel, englishTokens, flag, median, peakRssMiB } from "./_shared.js";
 
-const repArg = process.argv.indexOf("--repeats");
-const REPEATS = repArg > 0 ? Number(process.argv[repArg + 1]) : 3;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const rssMiB = () => Math.round(process.resourceUsage().maxRSS / 1024);
-
-const dir = join(import.meta.dirname, "out", "gpt2-small-shapes");
-await ensureGpt2Model(dir, { config: GPT2_SMALL_SHAPES, seed: 1, tokenizer: "gpt2" });
-const model = await Model.load(dir);
-const text =
-  "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election produced no evidence that any irregularities took place. The jury further said in term-end presentments that the City Executive Committee";
-const tokens = model.toTokens(text).slice(0, 32);
-if (tokens.length !== 32) throw new Error(`prompt has ${tokens.length} tokens, need 32`);
+const REPEATS = flag("repeats", 3);
+const { model } = await benchModel();
+const tokens = englishTokens(model, 32);
 const variants: Edit[][] = [];
 for (let l = 0; l < 12; l++) for (let h = 0; h < 12; h++) variants.push([zeroHead(l, h)]);
 const target = tokens[5]!;
@@ -66,7 +54,7 @@ console.log(
       ratio: +ratio.toFixed(3),
       target: 0.5,
       maxLogitDiffMismatch: maxDiff,
-      peakRssMiB: rssMiB(),
+      peakRssMiB: peakRssMiB(),
     },
     null,
     2,

@@ -9,30 +9,13 @@
  * Run: npx tsx bench/trace.ts [--runs 15]
  */
 import { performance } from "node:perf_hooks";
-import { join } from "node:path";
-import { Model } from "../src/model.js";
-import { ensureGpt2Model } from "../src/fixtures/write.js";
-import { GPT2_SMALL_SHAPES } from "../src/fixtures/config.js";
+import { benchModel, englishTokens, flag, median, peakRssMiB } from "./_shared.js";
 
-const runsArg = process.argv.indexOf("--runs");
-const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 15;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const rssMiB = () => (process.resourceUsage().maxRSS / 1024).toFixed(0);
-
-const dir = join(import.meta.dirname, "out", "gpt2-small-shapes");
+const RUNS = flag("runs", 15);
 let t0 = performance.now();
-await ensureGpt2Model(dir, { config: GPT2_SMALL_SHAPES, seed: 1, tokenizer: "gpt2" });
-console.log(`model ready in ${((performance.now() - t0) / 1000).toFixed(1)} s (${dir})`);
-
-t0 = performance.now();
-const model = await Model.load(dir);
-console.log(`Model.load: ${((performance.now() - t0) / 1000).toFixed(1)} s, peak RSS ${rssMiB()} MiB`);
-
-// 64 tokens of ordinary English (BOS + 63).
-const text =
-  "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election produced no evidence that any irregularities took place. The jury further said in term-end presentments that the City Executive Committee, which had over-all charge of the election, deserves the praise and thanks of the City of Atlanta for the manner in which the election was conducted.";
-const tokens = model.toTokens(text).slice(0, 64);
-if (tokens.length !== 64) throw new Error(`prompt has ${tokens.length} tokens, need 64`);
+const { model, dir } = await benchModel();
+console.log(`model ready and loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s (${dir}), peak RSS ${peakRssMiB()} MiB`);
+const tokens = englishTokens(model, 64);
 
 t0 = performance.now();
 const first = await model.trace(tokens, { hooks: "all" });
@@ -65,7 +48,7 @@ console.log(
       medianUnpatchedMs: +median(tBase).toFixed(1),
       ratio: +ratio.toFixed(3),
       target: 1.3,
-      peakRssMiB: Number(rssMiB()),
+      peakRssMiB: peakRssMiB(),
     },
     null,
     2,

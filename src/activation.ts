@@ -52,31 +52,14 @@ export class Activation {
         allowed: this.labels,
       });
     }
-    let off = 0;
-    for (let i = 0; i < index.length; i++) {
-      const v = index[i]!;
-      const d = this.dims[i]!;
-      const j = v < 0 ? d + v : v;
-      if (!Number.isInteger(j) || j < 0 || j >= d) {
-        throw new TdbError("E_POSITION_RANGE", `${this.name}: index ${v} out of range for axis ${this.labels[i]} of size ${d}`, {
-          value: v,
-          allowed: [-d, d - 1],
-        });
-      }
-      off += j * this.strides[i]!;
-    }
+    const off = this.offsetOf(index);
     return this.data[off]!;
   }
 
-  /** An `ndarray` view of the data (no copy). */
-  nd(): ndarray.NdArray<Float32Array> {
-    return ndarray(this.data, [...this.dims]);
-  }
-
-  /** The contiguous slice for the leading indices, e.g. `row(0, 3)` of [batch,pos,d] is one vector. */
-  row(...leading: number[]): Float32Array {
+  /** Flat offset of leading indices (negative from the end), checked against the dims. */
+  private offsetOf(index: readonly number[]): number {
     let off = 0;
-    leading.forEach((v, i) => {
+    index.forEach((v, i) => {
       const d = this.dims[i]!;
       const j = v < 0 ? d + v : v;
       if (!Number.isInteger(j) || j < 0 || j >= d) {
@@ -87,6 +70,17 @@ export class Activation {
       }
       off += j * this.strides[i]!;
     });
+    return off;
+  }
+
+  /** An `ndarray` view of the data (no copy). */
+  nd(): ndarray.NdArray<Float32Array> {
+    return ndarray(this.data, [...this.dims]);
+  }
+
+  /** The contiguous slice for the leading indices, e.g. `row(0, 3)` of [batch,pos,d] is one vector. */
+  row(...leading: number[]): Float32Array {
+    const off = this.offsetOf(leading);
     const len = leading.length === 0 ? this.data.length : this.strides[leading.length - 1]!;
     return this.data.subarray(off, off + len);
   }

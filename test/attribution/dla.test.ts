@@ -2,21 +2,17 @@
  * Direct logit attribution: completeness (components sum to the logit difference with the final
  * LayerNorm scale frozen) and agreement with the float64 reference, component by component.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { directLogitAttribution, logitLens } from "../../src/attribution/dla.js";
-import { Model } from "../../src/model.js";
+import type { Model } from "../../src/model.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
-import { FOUR_LAYER, makeTestModel, type TestModel } from "../helpers/models.js";
+import { FOUR_LAYER, useTestModel, type TestModel } from "../helpers/models.js";
 
 let tm: TestModel;
 let model: Model;
-beforeAll(async () => {
-  tm = await makeTestModel({ config: FOUR_LAYER, seed: 21 });
-  model = await Model.load(tm.dir);
-});
-afterAll(async () => {
-  await model?.dispose();
-  await tm?.cleanup();
+useTestModel({ config: FOUR_LAYER, seed: 21 }, (t, m) => {
+  tm = t;
+  model = m;
 });
 
 const P = [4, 99, 23, 180, 7, 64, 12];

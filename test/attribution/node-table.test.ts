@@ -4,22 +4,18 @@
  * differences of the reference's loss with the node scaled by (1 +- eps) and the final
  * LayerNorm scale frozen; the linearisation check against a small intervention; traceUpstream.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { attribute, traceUpstream, type AttributionNode } from "../../src/attribution/node-table.js";
-import { Model } from "../../src/model.js";
+import type { Model } from "../../src/model.js";
 import { gpt2Reference, type RefTensor } from "../reference/gpt2-forward.js";
-import { makeTestModel, type TestModel } from "../helpers/models.js";
+import { useTestModel, type TestModel } from "../helpers/models.js";
 import { TINY_GPT2 } from "../../src/fixtures/config.js";
 
 let tm: TestModel;
 let model: Model;
-beforeAll(async () => {
-  tm = await makeTestModel({ config: TINY_GPT2, seed: 33 });
-  model = await Model.load(tm.dir);
-});
-afterAll(async () => {
-  await model?.dispose();
-  await tm?.cleanup();
+useTestModel({ config: TINY_GPT2, seed: 33 }, (t, m) => {
+  tm = t;
+  model = m;
 });
 
 const P = [5, 300, 41, 77, 130, 9, 250, 18];

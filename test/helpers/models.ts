@@ -3,6 +3,8 @@
  * also returns the weights, so tests can run the float64 reference on exactly those weights.
  */
 import { mkdtemp, rm } from "node:fs/promises";
+import { afterAll, beforeAll } from "vitest";
+import { Model } from "../../src/model.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gpt2Config, TINY_GPT2, type Gpt2Config } from "../../src/fixtures/config.js";
@@ -49,4 +51,29 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>, valid: (i
     if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
   }
   return m;
+}
+
+/**
+ * Registers vitest hooks that generate a test model, load it, hand both to `use`, and clean up
+ * after the file's tests.
+ *
+ * @example
+ * ```ts
+ * let tm: TestModel;
+ * let model: Model;
+ * useTestModel({ config: FOUR_LAYER }, (t, m) => ((tm = t), (model = m)));
+ * ```
+ */
+export function useTestModel(opts: WriteGpt2Options, use: (tm: TestModel, model: Model) => void): void {
+  let tm: TestModel | undefined;
+  let model: Model | undefined;
+  beforeAll(async () => {
+    tm = await makeTestModel(opts);
+    model = await Model.load(tm.dir);
+    use(tm, model);
+  });
+  afterAll(async () => {
+    await model?.dispose();
+    await tm?.cleanup();
+  });
 }

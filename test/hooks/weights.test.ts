@@ -2,19 +2,15 @@
  * `model.weights` in TransformerLens layout, checked against the fixture's raw Hugging Face
  * parameters (Conv1D [in, out] layout) and against the traced activations.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Model } from "../../src/model.js";
-import { makeTestModel, maxAbsDiff, FOUR_LAYER, type TestModel } from "../helpers/models.js";
+import { describe, expect, it } from "vitest";
+import type { Model } from "../../src/model.js";
+import { useTestModel, maxAbsDiff, FOUR_LAYER, type TestModel } from "../helpers/models.js";
 
 let tm: TestModel;
 let model: Model;
-beforeAll(async () => {
-  tm = await makeTestModel({ config: FOUR_LAYER });
-  model = await Model.load(tm.dir);
-});
-afterAll(async () => {
-  await model?.dispose();
-  await tm?.cleanup();
+useTestModel({ config: FOUR_LAYER }, (t, m) => {
+  tm = t;
+  model = m;
 });
 
 const raw = (name: string) => tm.weights.get(name)!.data;

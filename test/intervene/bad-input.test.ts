@@ -2,21 +2,15 @@
  * Bad edits get typed errors naming what is allowed: unknown hooks, out-of-range heads,
  * neurons, positions and rows, vectors of the wrong width, mismatched patching lengths, NaN.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { TdbError, type TdbErrorCode } from "../../src/errors.js";
 import { patchFrom, resampleFrom, steer, zeroHead, zeroNeuron, type Edit } from "../../src/intervene/edits.js";
-import { Model } from "../../src/model.js";
-import { makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";
+import type { Model } from "../../src/model.js";
+import { useTestModel, maxAbsDiff } from "../helpers/models.js";
 
-let tm: TestModel;
 let model: Model;
-beforeAll(async () => {
-  tm = await makeTestModel();
-  model = await Model.load(tm.dir);
-});
-afterAll(async () => {
-  await model?.dispose();
-  await tm?.cleanup();
+useTestModel({}, (_tm, m) => {
+  model = m;
 });
 
 const P = [3, 14, 15, 92, 65];

@@ -2,21 +2,17 @@
  * Patching sweeps and generation with edits, checked against the float64 reference (patched or
  * steered residual stream, argmax decoding done here) and against exact properties of patching.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { patchFrom, steer } from "../../src/intervene/edits.js";
-import { Model } from "../../src/model.js";
+import type { Model } from "../../src/model.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
-import { FOUR_LAYER, makeTestModel, type TestModel } from "../helpers/models.js";
+import { FOUR_LAYER, useTestModel, type TestModel } from "../helpers/models.js";
 
 let tm: TestModel;
 let model: Model;
-beforeAll(async () => {
-  tm = await makeTestModel({ config: FOUR_LAYER, seed: 9 });
-  model = await Model.load(tm.dir);
-});
-afterAll(async () => {
-  await model?.dispose();
-  await tm?.cleanup();
+useTestModel({ config: FOUR_LAYER, seed: 9 }, (t, m) => {
+  tm = t;
+  model = m;
 });
 
 const CLEAN = [11, 40, 7, 120, 3, 66, 9];

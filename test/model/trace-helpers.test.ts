@@ -3,20 +3,16 @@
  * independently (log-softmax, logit difference and loss done here by hand), and the merged
  * (`If` + past_key_values) export variant as transformers.js loads it.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Model } from "../../src/model.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
-import { makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";
+import { makeTestModel, maxAbsDiff, type TestModel, useTestModel } from "../helpers/models.js";
 
 let tm: TestModel;
 let model: Model;
-beforeAll(async () => {
-  tm = await makeTestModel({ seed: 3 });
-  model = await Model.load(tm.dir);
-});
-afterAll(async () => {
-  await model?.dispose();
-  await tm?.cleanup();
+useTestModel({ seed: 3 }, (t, m) => {
+  tm = t;
+  model = m;
 });
 
 function refLogits(rows: number[][]): (b: number, p: number) => Float64Array {
