@@ -15,6 +15,7 @@ import { OnnxGraph } from "../onnx/graph.js";
 import { exposeValue, tensorValueInfo } from "../onnx/surgery.js";
 import { tensorToProto } from "../onnx/tensor.js";
 import { buildPatchedGraph, editableValue } from "../patching.js";
+import { findBlockScopes } from "../hooks/gpt2.js";
 
 /** Graph input: how many nodes per column the in-graph top-k keeps (int64 [1]). */
 export const TOP_K_INPUT = "tdb_top_k";
@@ -55,6 +56,21 @@ export interface AttributionGraph {
   valueWriteNorm: string[];
   /** Per layer, `v[k, h] W_O[h] . g[q]` with g the gradient of the residual the loss reads: [batch, head, key_pos, query_pos]. */
   valueWriteDotGrad: string[];
+}
+
+/**
+ * The model's own `mlp.c_proj` weight initializer of block `layer` when it is W_out as it is
+ * ([d_mlp, d_model] float, a Conv1D Gemm without transB): reused, not copied (12 x 9 MB for GPT-2 small).
+ */
+function existingWOut(g: OnnxGraph, layer: number, model: Model): string | undefined {
+  const scope = findBlockScopes(g).get(layer);
+  const gemm = scope ? g.nodesInScope(`${scope}/mlp/c_proj`).find((n) => n.opType === "Gemm") : undefined;
+  const name = gemm?.input[1];
+  const t = name ? g.initializer(name) : undefined;
+  const transB = gemm?.attribute.find((a) => a.name === "transB")?.i ?? 0n;
+  const dims = t?.dims.map(Number);
+  const ok = t && transB === 0n && t.dataType === 1 && dims?.length === 2 && dims[0] === model.config.dMlp && dims[1] === model.config.dModel;
+  return ok ? name : undefined;
 }
 
 /** The value of the final LayerNorm's scale (its `Sqrt`), to hold constant. */
@@ -108,12 +124,12 @@ export function buildAttributionGraph(model: Model, loss: AttributionLoss, detac
   const valueWrite: string[] = [];
   for (let l = 0; l < L; l++) {
     const { W_O } = model.weights.blocks[l]!;
-    const wName = g.uniqueName(`/tdb/attr/h.${l}/W_O`);
+    const wName = g.uniqueName(`/tdb/attr/layer${l}/W_O`);
     g.addInitializer(tensorToProto(wName, W_O.data, [H, model.config.dHead, model.config.dModel]));
-    const vt = node("Transpose", [value(`blocks.${l}.attn.hook_v`)], `h.${l}/vT`, [
+    const vt = node("Transpose", [value(`blocks.${l}.attn.hook_v`)], `layer${l}/vT`, [
       create(AttributeProtoSchema, { name: "perm", type: AttributeProto_AttributeType.INTS, ints: [0n, 2n, 1n, 3n] }),
     ]);
-    valueWrite.push(node("MatMul", [vt, wName], `h.${l}/vW_O`));
+    valueWrite.push(node("MatMul", [vt, wName], `layer${l}/vW_O`));
   }
 
   const wrt = [value("hook_embed"), value(reads)];
@@ -130,19 +146,19 @@ export function buildAttributionGraph(model: Model, loss: AttributionLoss, detac
   ]);
   const valueWriteNorm = valueWrite.map((vw, l) => {
     if (g.opsetVersion() >= 18) {
-      const axes = g.uniqueName(`/tdb/attr/h.${l}/axes`);
+      const axes = g.uniqueName(`/tdb/attr/layer${l}/axes`);
       g.addInitializer(tensorToProto(axes, new BigInt64Array([-1n]), [1]));
-      return exposeValue(g, node("ReduceL2", [vw, axes], `h.${l}/vwNorm`, [create(AttributeProtoSchema, { name: "keepdims", type: AttributeProto_AttributeType.INT, i: 0n })]));
+      return exposeValue(g, node("ReduceL2", [vw, axes], `layer${l}/vwNorm`, [create(AttributeProtoSchema, { name: "keepdims", type: AttributeProto_AttributeType.INT, i: 0n })]));
     }
     return exposeValue(
       g,
-      node("ReduceL2", [vw], `h.${l}/vwNorm`, [
+      node("ReduceL2", [vw], `layer${l}/vwNorm`, [
         create(AttributeProtoSchema, { name: "axes", type: AttributeProto_AttributeType.INTS, ints: [-1n] }),
         create(AttributeProtoSchema, { name: "keepdims", type: AttributeProto_AttributeType.INT, i: 0n }),
       ]),
     );
   });
-  const valueWriteDotGrad = valueWrite.map((vw, l) => exposeValue(g, node("MatMul", [vw, gT], `h.${l}/vwDotG`)));
+  const valueWriteDotGrad = valueWrite.map((vw, l) => exposeValue(g, node("MatMul", [vw, gT], `layer${l}/vwDotG`)));
   // The neuron columns and their top-k, in onnxruntime: 2.4M neurons for GPT-2 small at 64 tokens.
   // direct = a * (g[t] . W_out[i]) with Gemm(g [S, d], W_out [d_mlp, d], transB); write = |a| ||W_out[i]||.
   const int = (name: string, i: bigint) => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i });
@@ -164,10 +180,10 @@ export function buildAttributionGraph(model: Model, loss: AttributionLoss, detac
     return Float32Array.from({ length: model.config.dMlp }, (_, i) => Math.hypot(...b.W_out.data.subarray(i * d, (i + 1) * d)));
   });
   for (let l = 0; l < L; l++) {
-    const p = `h.${l}/neurons`;
-    const wName = g.uniqueName(`/tdb/attr/h.${l}/W_out`);
-    g.addInitializer(tensorToProto(wName, model.weights.blocks[l]!.W_out.data, [model.config.dMlp, model.config.dModel]));
-    const nName = g.uniqueName(`/tdb/attr/h.${l}/W_out_norm`);
+    const p = `layer${l}/neurons`;
+    const wName = existingWOut(g, l, model) ?? g.uniqueName(`/tdb/attr/layer${l}/W_out`);
+    if (!g.initializer(wName)) g.addInitializer(tensorToProto(wName, model.weights.blocks[l]!.W_out.data, [model.config.dMlp, model.config.dModel]));
+    const nName = g.uniqueName(`/tdb/attr/layer${l}/W_out_norm`);
     g.addInitializer(tensorToProto(nName, norms[l]!, [model.config.dMlp]));
     const post = value(`blocks.${l}.mlp.hook_post`);
     const gW = node("Gemm", [g2, wName], `${p}/gW_out`, [int("transB", 1n)]);

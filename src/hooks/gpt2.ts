@@ -28,6 +28,7 @@ interface Found {
 export function findBlockScopes(g: OnnxGraph): Map<number, string> {
   const scopes = new Map<number, string>();
   for (const n of g.nodes) {
+    if (n.name.startsWith("/tdb/")) continue; // nodes tdb-js added (taps, edits, backward) name their sources' scopes
     const m = BLOCK_RE.exec(n.name);
     if (m) scopes.set(Number(m[2]), m[1]!);
   }

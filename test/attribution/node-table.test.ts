@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { attribute, traceUpstream, type AttributionNode } from "../../src/attribution/node-table.js";
+import { buildAttributionGraph } from "../../src/attribution/graph.js";
 import type { Model } from "../../src/model.js";
 import { gpt2Reference, type RefTensor } from "../reference/gpt2-forward.js";
 import { useTestModel, type TestModel } from "../helpers/models.js";
@@ -127,6 +128,15 @@ describe("attribute: every column agrees with the float64 reference", () => {
     const change = r.edited.logitDiff(T, D) - base.logitDiff(T, D);
     // Zero-ablation scaled by eps: delta L ~= -eps * a * dL/da.
     expect(Math.abs(change + eps * n.totalEffect)).toBeLessThan(0.05 * Math.abs(eps * n.totalEffect) + 1e-5);
+  });
+});
+
+describe("attribution graph", () => {
+  it("reuses the model's W_out initializers instead of copying them", () => {
+    const g = buildAttributionGraph(model, { kind: "logitDiff" }, true);
+    const names = g.model.graph!.initializer.map((t) => t.name);
+    expect(names.filter((n) => n.includes("/W_out") && !n.includes("norm"))).toEqual([]);
+    expect(names.filter((n) => n.includes("/W_out_norm"))).toHaveLength(TINY_GPT2.n_layer);
   });
 });
 
