@@ -93,6 +93,7 @@ export { memoryFiles, readText, type ModelFiles } from "./io/files.js";
 export { directoryFiles } from "./io/node-files.js";
 export { hubFiles, isHubId, type HubOptions } from "./io/hub.js";
 export { createSession, DEVICES, type Device, type OptimizationLevel, type SessionOptions, type Session } from "./runtime/ort.js";
+export { SessionPool, type SessionPoolOptions, type PatchedRequest, type PatchedSession } from "./sessions.js";
 
 // ONNX layer
 export * from "./onnx/tensor.js";

@@ -16,12 +16,13 @@ import { readText, type ModelFiles } from "./io/files.js";
 import type { HubOptions } from "./io/hub.js";
 import { resolveExternalData } from "./onnx/external.js";
 import { OnnxGraph } from "./onnx/graph.js";
-import { decodeModel, encodeModel } from "./onnx/proto.js";
+import { decodeModel } from "./onnx/proto.js";
 import { inlineIfBranch, pruneDeadNodes, removeUnusedInputs } from "./onnx/surgery.js";
 import { buildPatchedGraph, LOGIT_POSITIONS_INPUT, rowsInput, type PatchedGraph } from "./patching.js";
 import type { HostTensor } from "./onnx/tensor.js";
 import { padBatch, type TokenBatch } from "./batch.js";
-import { createSession, type Device, type OptimizationLevel, type Session } from "./runtime/ort.js";
+import type { Device, OptimizationLevel, Session } from "./runtime/ort.js";
+import { SessionPool, type PatchedSession } from "./sessions.js";
 import { Trace, type TokenCodec } from "./trace.js";
 import { loadTokenizer } from "./tokenizer.js";
 import type { Edit } from "./intervene/edits.js";
@@ -80,16 +81,6 @@ export interface TraceOptions {
 
 /** A prompt, a batch of prompts, a token row, or a batch of token rows. */
 export type ModelInput = string | readonly string[] | readonly number[] | readonly (readonly number[])[];
-
-interface PatchedSession {
-  hooks: ReadonlySet<HookName>;
-  /** Hooks with an edit point in this session (unused ones are fed identity). */
-  editHooks: ReadonlySet<HookName>;
-  selectLogits: boolean;
-  prefixShare: boolean;
-  graph: PatchedGraph;
-  session: Session;
-}
 
 /** Multiplier and addend fed to one edit point, full shape of the hook tensor. */
 export interface EditFeed {
@@ -157,9 +148,7 @@ function flattenDecoder(model: ModelProto): ModelProto {
  * ```
  */
 export class Model {
-  private readonly live: PatchedSession[] = [];
-  private readonly aux = new Map<string, { session: Promise<Session>; users: number }>();
-  private baseline: Promise<Session> | undefined;
+  private readonly sessions: SessionPool;
   private weightsCache: ModelWeights | undefined;
   private readonly codec: TokenCodec;
 
@@ -176,6 +165,7 @@ export class Model {
     private readonly opts: LoadOptions,
   ) {
     this.codec = { toSingleToken: (s) => this.toSingleToken(s), decodeToken: (id) => this.decodeToken(id) };
+    this.sessions = new SessionPool(base, hookMap, config, opts);
   }
 
   /**
@@ -238,7 +228,7 @@ export class Model {
       );
     }
     const model = new Model(config, tokenizer, hookMap, adapter, base, opts);
-    if (opts.hooks) await model.sessionFor(model.selectHooks(opts.hooks));
+    if (opts.hooks) await model.trace([model.bosTokenId], { hooks: opts.hooks, prependBos: false });
     return model;
   }
 
@@ -349,54 +339,17 @@ export class Model {
   }
 
   /**
-   * Hook sets of the live patched sessions, most recently used first. A trace reuses a live
+   * Hook sets of the live patched sessions, least recently used first. A trace reuses a live
    * session whose set covers the hooks it asks for; otherwise it builds one and releases the
    * least recently used beyond `maxSessions` (each session holds its own copy of the weights).
    */
-  get liveSessions(): HookName[][] {
-    return this.live.map((s) => [...s.hooks]);
+  async liveSessions(): Promise<HookName[][]> {
+    return this.sessions.liveHookSets();
   }
 
   /** The flattened, unpatched model (the `If` of merged decoders inlined, past inputs removed). */
   get baseModel(): ModelProto {
     return this.base;
-  }
-
-  /**
-   * A patched session exposing at least `hooks`, with exactly the edit points of `edits`,
-   * reusing a live one when it fits.
-   */
-  private async sessionFor(hooks: readonly HookName[], edits: readonly HookName[] = [], selectLogits = false, prefixShare = false): Promise<PatchedSession> {
-    const hit = this.live.find(
-      (s) => s.selectLogits === selectLogits && s.prefixShare === prefixShare && hooks.every((h) => s.hooks.has(h)) && edits.every((h) => s.editHooks.has(h)),
-    );
-    if (hit) {
-      this.live.splice(this.live.indexOf(hit), 1);
-      this.live.unshift(hit);
-      return hit;
-    }
-    // Edits usually sweep a hook over layers (ablate each head, patch each layer): give the new
-    // session edit points on that hook in every layer, so the sweep reuses it.
-    const allEdits = new Set<HookName>();
-    for (const h of edits) {
-      const suffix = /^blocks\.\d+\.(.+)$/.exec(h)?.[1];
-      if (!suffix) {
-        allEdits.add(h);
-        continue;
-      }
-      for (let l = 0; l < this.config.nLayers; l++) {
-        const name = `blocks.${l}.${suffix}` as HookName;
-        if (this.hookMap.sources.get(name)?.kind === "tap") allEdits.add(name);
-      }
-    }
-    const graph = buildPatchedGraph(this.base, this.hookMap, this.config, { hooks, edits: [...allEdits], selectLogits, prefixShare });
-    const session = await createSession(encodeModel(graph.model), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
-    const editHooks = new Set([...graph.edits.values()].flatMap((e) => e.hooks));
-    const entry: PatchedSession = { hooks: new Set(hooks), editHooks, selectLogits, prefixShare, graph, session };
-    this.live.unshift(entry);
-    const max = Math.max(1, this.opts.maxSessions ?? 2);
-    for (const old of this.live.splice(max)) await old.session.release();
-    return entry;
   }
 
   /** Feeds for the graph inputs: ids, mask, and empty past key/values if the graph has them. */
@@ -456,7 +409,7 @@ export class Model {
    * those instead.
    */
   async run(batch: TokenBatch, spec: RunSpec): Promise<Trace> {
-    const { hooks, positions } = spec;
+    const { hooks } = spec;
     const editHooks = [...(spec.edits?.keys() ?? [])];
     const prefix = spec.prefixRows;
     if (prefix) {
@@ -464,7 +417,13 @@ export class Model {
         throw new TdbError("E_BAD_INPUT", `shared-prefix runs take one prompt, no cached hooks and one row list per block (${this.config.nLayers})`, { value: prefix.length });
       }
     }
-    const ps = await this.sessionFor(hooks, editHooks, spec.logitPositions !== undefined, prefix !== undefined);
+    const req = { hooks, edits: editHooks, selectLogits: spec.logitPositions !== undefined, prefixShare: prefix !== undefined };
+    return this.sessions.withPatched(req, (ps) => this.runOn(ps, batch, spec));
+  }
+
+  private async runOn(ps: PatchedSession, batch: TokenBatch, spec: RunSpec): Promise<Trace> {
+    const { hooks, positions } = spec;
+    const prefix = spec.prefixRows;
     const feeds = this.feeds(ps.session, batch);
     const rowsAt = (layer: number): number => (prefix ? (layer < 0 ? 1 : prefix[layer]!.length) : batch.rows.length);
     if (prefix) {
@@ -614,9 +573,7 @@ export class Model {
   /** Logits [batch, pos, d_vocab] from the unpatched graph (the baseline every trace is checked against). */
   async forward(input: ModelInput, opts: { prependBos?: boolean } = {}): Promise<Activation> {
     const batch = this.toBatch(input, opts);
-    this.baseline ??= createSession(encodeModel(this.base), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
-    const s = await this.baseline;
-    const out = await s.run(this.feeds(s, batch), ["logits"]);
+    const out = await this.sessions.withBaseline((s) => s.run(this.feeds(s, batch), ["logits"]));
     const t = asFloat32(out.logits!, "logits");
     return new Activation("logits", t.data as Float32Array, t.dims, ["batch", "pos", "d_vocab"]);
   }
@@ -627,26 +584,7 @@ export class Model {
    * `maxSessions`, the least recently used sessions that no call is using are released.
    */
   async withAuxSession<T>(key: string, build: () => ModelProto, fn: (s: Session) => Promise<T>): Promise<T> {
-    let entry = this.aux.get(key);
-    if (entry) this.aux.delete(key);
-    else entry = { session: createSession(encodeModel(build()), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel }), users: 0 };
-    this.aux.set(key, entry);
-    entry.users++;
-    try {
-      return await fn(await entry.session);
-    } catch (e) {
-      if (!(await entry.session.then(() => true, () => false))) this.aux.delete(key);
-      throw e;
-    } finally {
-      entry.users--;
-      const max = Math.max(1, this.opts.maxSessions ?? 2);
-      for (const [k, e] of [...this.aux]) {
-        if (this.aux.size <= max) break;
-        if (e.users > 0) continue;
-        this.aux.delete(k);
-        await (await e.session).release();
-      }
-    }
+    return this.sessions.withAux(key, build, fn);
   }
 
   /** Feeds for a batch's token inputs of `session` (ids, mask, positions, empty past); other inputs are the caller's. */
@@ -656,11 +594,7 @@ export class Model {
 
   /** Releases every onnxruntime session. */
   async dispose(): Promise<void> {
-    for (const e of this.aux.values()) await (await e.session).release();
-    this.aux.clear();
-    for (const s of this.live.splice(0)) await s.session.release();
-    if (this.baseline) await (await this.baseline).release();
-    this.baseline = undefined;
+    await this.sessions.dispose();
   }
 }
 

@@ -104,21 +104,33 @@ function rows2(): number[][] {
 }
 
 describe("patched sessions", () => {
-  it("are built once per hook set, reused for subsets, and capped at maxSessions", async () => {
+  it("are never released while a run uses them (concurrent traces, maxSessions 1)", async () => {
+    const m = await Model.load(tm.dir, { maxSessions: 1 });
+    try {
+      const hooks = ["hook_embed", "blocks.0.mlp.hook_post", "blocks.1.attn.hook_pattern", "blocks.1.hook_resid_post"] as const;
+      const traces = await Promise.all(hooks.map((h) => m.trace([1, 2, 3, 4], { hooks: [h] })));
+      traces.forEach((t, i) => expect(t.cache.has(hooks[i]!)).toBe(true));
+      expect(await m.liveSessions()).toHaveLength(1);
+    } finally {
+      await m.dispose();
+    }
+  });
+
+  it("are built once per hook set, reused for subsets, and capped at maxSessions (least recently used first)", async () => {
     const m = await Model.load(tm.dir, { maxSessions: 2 });
     try {
       const a = ["blocks.0.hook_resid_post", "blocks.1.attn.hook_pattern"] as const;
       await m.trace([1, 2, 3], { hooks: [...a] });
-      expect(m.liveSessions).toEqual([[...a]]);
+      expect(await m.liveSessions()).toEqual([[...a]]);
       await m.trace([4, 5], { hooks: ["blocks.1.attn.hook_pattern"] }); // subset: reused
       await m.trace([4, 5], { hooks: [...a] });
-      expect(m.liveSessions).toHaveLength(1);
+      expect(await m.liveSessions()).toHaveLength(1);
       await m.trace([4, 5], { hooks: ["hook_embed"] });
       await m.trace([4, 5], { hooks: ["blocks.0.mlp.hook_post"] });
-      expect(m.liveSessions).toEqual([["blocks.0.mlp.hook_post"], ["hook_embed"]]);
+      expect(await m.liveSessions()).toEqual([["hook_embed"], ["blocks.0.mlp.hook_post"]]);
     } finally {
       await m.dispose();
     }
-    expect(m.liveSessions).toEqual([]);
+    expect(await m.liveSessions()).toEqual([]);
   });
 });
