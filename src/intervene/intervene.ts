@@ -75,7 +75,9 @@ export async function intervene(model: Model, input: ModelInput, edits: readonly
     const feeds = rowEdits ? await compileEdits(model, rowEdits, b.seqLen) : undefined;
     return model.run(b, { hooks, edits: feeds, logitPositions: logits === "last" ? lastPositions(b) : undefined });
   };
-  const clean = opts.clean ?? (await run(batch, undefined));
+  // The clean run goes after the edited one, so that it reuses the edit session (fed identity)
+  // instead of building a session of its own.
+  const cleanRun = async (): Promise<Trace> => opts.clean ?? run(batch, undefined);
   if (opts.clean && opts.clean.tokens.map((r) => r.join()).join("|") !== batch.rows.map((r) => r.join()).join("|")) {
     throw new TdbError("E_BAD_INPUT", "the clean trace passed in is of other tokens than the prompt", { value: opts.clean.tokens });
   }
@@ -87,7 +89,8 @@ export async function intervene(model: Model, input: ModelInput, edits: readonly
         throw new TdbError("E_INDEX_RANGE", `edit of ${e.hook}: row ${bad} out of range [0, ${batch.rows.length - 1}]`, { value: bad, allowed: [0, batch.rows.length - 1] });
       }
     }
-    return new InterventionResult(await run(batch, rowEdits), clean, false);
+    const edited = await run(batch, rowEdits);
+    return new InterventionResult(edited, await cleanRun(), false);
   }
   if (batch.rows.length !== 1) {
     throw new TdbError("E_BAD_INPUT", `variants run on one prompt; got ${batch.rows.length}`, { value: batch.rows.length, allowed: 1 });
@@ -104,7 +107,8 @@ export async function intervene(model: Model, input: ModelInput, edits: readonly
   const chunk = Math.max(1, Math.floor((opts.maxBatchBytes ?? GiB) / perRow));
   const first = variants.map((v) => Math.min(...[...edits, ...v].map((e) => editLayer(model, e))));
   if ((opts.prefixShare ?? true) && hooks.length === 0 && first.every((f) => f >= 0)) {
-    return new InterventionResult(await prefixShared(model, batch, edits, variants, first, clean, chunk, logits), clean, true);
+    const r = await prefixShared(model, batch, edits, variants, first, opts.clean, chunk, logits);
+    return new InterventionResult(r.edited, r.clean ?? (await cleanRun()), true);
   }
   const parts: Trace[] = [];
   const row = batch.rows[0]!;
@@ -116,7 +120,8 @@ export async function intervene(model: Model, input: ModelInput, edits: readonly
     const identity: Edit[] = [...probe.keys()].map((h) => ({ hook: h, kind: "scale", value: 1 }));
     parts.push(await run(b, vs.map((v) => [...identity, ...edits, ...v])));
   }
-  return new InterventionResult(Trace.concat(parts), clean, true);
+  const edited = Trace.concat(parts);
+  return new InterventionResult(edited, await cleanRun(), true);
 }
 
 /**
@@ -130,16 +135,17 @@ async function prefixShared(
   edits: readonly Edit[],
   variants: readonly (readonly Edit[])[],
   first: number[],
-  clean: Trace,
+  given: Trace | undefined,
   chunk: number,
   logits: "all" | "last",
-): Promise<Trace> {
+): Promise<{ edited: Trace; clean: Trace | undefined }> {
   const L = model.config.nLayers;
   const S = batch.seqLen;
   const order = variants.map((_, i) => i).filter((i) => Number.isFinite(first[i])).sort((a, b) => first[a]! - first[b]! || a - b);
-  const parts: Trace[] = [clean];
+  // Row 0 of every chunk is the clean prompt: the first chunk's serves as the clean run.
+  const parts: Trace[] = [];
   const where = new Array<number>(variants.length).fill(0); // row in the concatenation; 0 = clean
-  let offset = 1;
+  let offset = 0;
   for (let start = 0; start < order.length; start += chunk) {
     const rows = order.slice(start, start + chunk); // variant indices, sorted by first block
     const prefixRows: number[][] = [];
@@ -157,5 +163,11 @@ async function prefixShared(
     rows.forEach((i, j) => (where[i] = offset + 1 + j));
     offset += before;
   }
-  return Trace.concat(parts).selectRows(where);
+  if (parts.length === 0) {
+    // No variant edits anything: every row is the clean run.
+    const clean = given ?? (await model.run(batch, { hooks: [], logitPositions: logits === "last" ? lastPositions(batch) : undefined }));
+    return { edited: clean.selectRows(where), clean };
+  }
+  const all = Trace.concat(parts);
+  return { edited: all.selectRows(where), clean: given ?? all.selectRows([0]) };
 }
