@@ -21,6 +21,7 @@ export { ActivationCache } from "./cache.js";
 export { Activation } from "./activation.js";
 export { parseConfig, type ModelConfig } from "./config.js";
 export { padBatch, type TokenBatch } from "./batch.js";
+export { resolvePosition } from "./positions.js";
 export { loadTokenizer } from "./tokenizer.js";
 export { ensureDefaultModel, defaultModelDir, DEFAULT_MODEL_SEED, DEFAULT_MODEL_CONFIG } from "./default-model.js";
 

@@ -25,6 +25,7 @@ import type { Device, OptimizationLevel, Session } from "./runtime/ort.js";
 import { SessionPool, type PatchedSession } from "./sessions.js";
 import { Trace, type TokenCodec } from "./trace.js";
 import { loadTokenizer } from "./tokenizer.js";
+import { resolvePosition } from "./positions.js";
 import type { Edit } from "./intervene/edits.js";
 import { intervene, type InterveneOptions } from "./intervene/intervene.js";
 import type { InterventionResult } from "./intervene/result.js";
@@ -390,16 +391,7 @@ export class Model {
   async trace(input: ModelInput, opts: TraceOptions = {}): Promise<Trace> {
     const batch = this.toBatch(input, { prependBos: opts.prependBos });
     const hooks = this.selectHooks(opts.hooks ?? "all");
-    const positions = opts.positions?.map((p) => {
-      const q = p < 0 ? batch.seqLen + p : p;
-      if (!Number.isInteger(q) || q < 0 || q >= batch.seqLen) {
-        throw new TdbError("E_POSITION_RANGE", `position ${p} out of range [${-batch.seqLen}, ${batch.seqLen - 1}]`, {
-          value: p,
-          allowed: [-batch.seqLen, batch.seqLen - 1],
-        });
-      }
-      return q;
-    });
+    const positions = opts.positions?.map((p) => resolvePosition(p, batch.seqLen));
     return this.run(batch, { hooks, positions });
   }
 

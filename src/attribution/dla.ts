@@ -11,6 +11,7 @@ import { TdbError } from "../errors.js";
 import type { HookName } from "../hooks/names.js";
 import type { Model, ModelInput } from "../model.js";
 import type { TokenLike } from "../trace.js";
+import { resolvePosition } from "../positions.js";
 import { lossWeights, residualGradient, resolveLogitDiff, unembedDirection } from "./loss.js";
 
 /** One component of the final residual stream and its direct effect on the logit difference. */
@@ -72,10 +73,7 @@ export async function directLogitAttribution(model: Model, input: ModelInput, op
   const t = await model.trace(input, { hooks, prependBos: opts.prependBos });
   if (t.tokens.length !== 1) throw new TdbError("E_BAD_INPUT", "direct logit attribution takes one prompt", { value: t.tokens.length, allowed: 1 });
   const S = t.tokens[0]!.length;
-  const pos = (opts.position ?? -1) < 0 ? S + (opts.position ?? -1) : opts.position!;
-  if (!Number.isInteger(pos) || pos < 0 || pos >= S) {
-    throw new TdbError("E_POSITION_RANGE", `position ${opts.position} out of range [${-S}, ${S - 1}]`, { value: opts.position, allowed: [-S, S - 1] });
-  }
+  const pos = resolvePosition(opts.position ?? -1, S);
   const w = lossWeights(c.dVocab, tokens);
   const u = unembedDirection(model, w);
   const g = residualGradient(model, u, t.cache.get("ln_final.hook_scale").at(0, pos, 0));
@@ -126,10 +124,7 @@ export async function logitLens(model: Model, input: ModelInput, opts: LogitDiff
   names.push(`blocks.${c.nLayers - 1}.hook_resid_post`);
   const t = await model.trace(input, { hooks: names, prependBos: opts.prependBos });
   const S = t.tokens[0]!.length;
-  const pos = (opts.position ?? -1) < 0 ? S + (opts.position ?? -1) : opts.position!;
-  if (!Number.isInteger(pos) || pos < 0 || pos >= S) {
-    throw new TdbError("E_POSITION_RANGE", `position ${opts.position} out of range [${-S}, ${S - 1}]`, { value: opts.position, allowed: [-S, S - 1] });
-  }
+  const pos = resolvePosition(opts.position ?? -1, S);
   const u = unembedDirection(model, lossWeights(c.dVocab, tokens));
   const { lnf_w, lnf_b } = model.weights;
   const d = c.dModel;

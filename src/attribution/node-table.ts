@@ -21,6 +21,7 @@ import type { TokenLike, TopToken } from "../trace.js";
 import { buildAttributionGraph, LOSS_WEIGHTS_INPUT, TOP_K_INPUT, type AttributionGraph, type AttributionLoss } from "./graph.js";
 import { lossWeights, residualGradient, resolveLogitDiff, unembedDirection } from "./loss.js";
 import { LOGIT_POSITIONS_INPUT } from "../patching.js";
+import { resolvePosition } from "../positions.js";
 
 /** Node kinds of the table. */
 export type NodeType = "mlp_neuron" | "attention_head" | "token_embedding";
@@ -438,11 +439,7 @@ export async function traceUpstream(model: Model, input: ModelInput, node: Upstr
   if (!layerOk) throw new TdbError("E_LAYER_RANGE", `layer ${node.layer} out of range; the model has layers 0..${c.nLayers - 1}`, { value: node.layer, allowed: [0, c.nLayers - 1] });
   const batch = model.toBatch(input, { prependBos: opts.prependBos });
   const S = batch.seqLen;
-  const pos = (p: number, what: string) => {
-    const q = p < 0 ? S + p : p;
-    if (!Number.isInteger(q) || q < 0 || q >= S) throw new TdbError("E_POSITION_RANGE", `${what} ${p} out of range [${-S}, ${S - 1}]`, { value: p, allowed: [-S, S - 1] });
-    return q;
-  };
+  const pos = (p: number, what: string) => resolvePosition(p, S, what);
   let loss: AttributionLoss;
   let key: string;
   let weights: () => HostTensor;

@@ -36,6 +36,13 @@ Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal 
 /** A usage error: bad flags or arguments. */
 class UsageError extends Error {}
 
+/** `--top`: a positive integer, or `fallback` when absent. */
+function parseTop(value: string | undefined, fallback: number): number {
+  const top = value === undefined ? fallback : Number(value);
+  if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${value}`);
+  return top;
+}
+
 async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -74,8 +81,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "trace": {
       if (rest.length !== 1) throw new UsageError(`trace takes exactly one prompt argument, got ${rest.length}`);
-      const top = values.top === undefined ? 10 : Number(values.top);
-      if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${values.top}`);
+      const top = parseTop(values.top, 10);
       const { runTrace } = await import("./trace-command.js");
       return runTrace({
         prompt: rest[0]!,
@@ -88,8 +94,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case "ablate": {
       if (rest.length !== 1) throw new UsageError(`ablate takes exactly one prompt argument, got ${rest.length}`);
-      const top = values.top === undefined ? 10 : Number(values.top);
-      if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${values.top}`);
+      const top = parseTop(values.top, 10);
       const { runAblate } = await import("./ablate-command.js");
       return runAblate({
         prompt: rest[0]!,
@@ -106,8 +111,7 @@ async function main(argv: string[]): Promise<number> {
     case "attribute": {
       if (rest.length !== 1) throw new UsageError(`attribute takes exactly one prompt argument, got ${rest.length}`);
       if (values.target === undefined || values.distractor === undefined) throw new UsageError("attribute needs --target and --distractor");
-      const top = values.top === undefined ? 20 : Number(values.top);
-      if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${values.top}`);
+      const top = parseTop(values.top, 20);
       const { runAttribute } = await import("./attribute-command.js");
       return runAttribute({ prompt: rest[0]!, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false });
     }

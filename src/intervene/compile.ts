@@ -12,6 +12,7 @@ import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "../hooks
 import type { EditFeed, Model, ModelInput } from "../model.js";
 import { editableValue, labelSize } from "../patching.js";
 import { Trace } from "../trace.js";
+import { resolvePosition } from "../positions.js";
 import type { Edit } from "./edits.js";
 
 const KINDS = ["zero", "scale", "set", "add", "mean", "resample", "patch"] as const;
@@ -96,13 +97,7 @@ async function resolve(model: Model, edit: Edit, S: number, B: number, prefixSha
   const posAxis = labels.findIndex((l) => l === "pos" || l === "query_pos");
   if (edit.positions !== undefined) {
     if (posAxis < 0) throw new TdbError("E_BAD_OPTION", `${name} has no position axis; drop positions`, { value: edit.positions });
-    select[posAxis] = edit.positions.map((p) => {
-      const q = p < 0 ? S + p : p;
-      if (!Number.isInteger(q) || q < 0 || q >= S) {
-        throw new TdbError("E_POSITION_RANGE", `${name}: position ${p} out of range [${-S}, ${S - 1}] for a ${S}-token prompt`, { value: p, allowed: [-S, S - 1] });
-      }
-      return q;
-    });
+    select[posAxis] = edit.positions.map((p) => resolvePosition(p, S, `${name}: position`));
   }
   for (const [axis, idx] of Object.entries(at)) {
     if (idx === undefined) continue;
