@@ -30,6 +30,7 @@ export {
   zeroHead,
   zeroNeuron,
   zeroAttention,
+  ablateDirection,
   steer,
   patchFrom,
   meanAblate,
@@ -39,7 +40,7 @@ export {
   type EditAxis,
   type EditWhere,
 } from "./intervene/edits.js";
-export { compileEdits, editLayer } from "./intervene/compile.js";
+export { compileEdits, editLayer, editTargets } from "./intervene/compile.js";
 export { type InterveneOptions } from "./intervene/intervene.js";
 export { InterventionResult, type TopKChange } from "./intervene/result.js";
 export { SweepResult, type SweepOptions, type SweepHook } from "./intervene/sweep.js";

@@ -88,6 +88,9 @@ export interface EditFeed {
   mul: Float32Array;
   add: Float32Array;
   dims: number[];
+  /** Rank-1 update `x + (x . p) r` before mul/add ([batch, pos, width] tensors only): p [batch, width, 1], r like mul. */
+  projP?: Float32Array;
+  projR?: Float32Array;
 }
 
 /** What {@link Model.run} runs: the internal entry point of trace, intervene and sweeps. */
@@ -439,6 +442,13 @@ export class Model {
       }
       feeds[inputs.mul] = { type: "float32", data: f.mul, dims: f.dims };
       feeds[inputs.add] = { type: "float32", data: f.add, dims: f.dims };
+      if (inputs.project) {
+        const rows = f.dims[0]!;
+        feeds[inputs.project.p] = { type: "float32", data: f.projP ?? new Float32Array(rows * inputs.project.width), dims: [rows, inputs.project.width, 1] };
+        feeds[inputs.project.r] = { type: "float32", data: f.projR ?? new Float32Array(f.mul.length), dims: f.dims };
+      } else if (f.projP) {
+        throw new TdbError("E_BAD_OPTION", `${inputs.hooks.join("/")} cannot take a direction edit (only [batch, pos, width] tensors can)`, { value: inputs.hooks });
+      }
     }
     if (spec.logitPositions) {
       if (spec.logitPositions.length !== outRows) {

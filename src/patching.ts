@@ -51,6 +51,12 @@ export interface EditInputs {
   shape: (number | string)[];
   /** Block of the edited tensor (-1 before the first block); with prefix sharing its batch is that block's row count. */
   layer: number;
+  /**
+   * For [batch, pos, width] tensors, a rank-1 update applied before `x * mul + add`:
+   * `x + (x . p) r`, with `p` [batch, width, 1] and `r` [batch, pos, width] fed (zeros: no-op).
+   * Projecting out a direction u is `p = u/|u|`, `r = -u/|u|`.
+   */
+  project?: { p: string; r: string; width: number };
 }
 
 /** A built patched graph. */
@@ -149,9 +155,16 @@ export function buildPatchedGraph(base: ModelProto, hookMap: HookMap, dims: Arch
     }
     const shape = hookKindOf(hook)!.dims.map((l) => labelSize(l, dims));
     const i = edits.size;
-    const point = insertEditPoint(g, value, { mulInput: `tdb_edit_${i}_mul`, addInput: `tdb_edit_${i}_add`, shape });
+    let project: EditInputs["project"];
+    let edited = value;
+    const width = shape[2];
+    if (shape.length === 3 && shape[1] === "seq" && typeof width === "number" && width > 1) {
+      project = { p: `tdb_edit_${i}_proj_p`, r: `tdb_edit_${i}_proj_r`, width };
+      edited = insertRankOneUpdate(g, value, project.p, project.r, width);
+    }
+    const point = insertEditPoint(g, edited, { mulInput: `tdb_edit_${i}_mul`, addInput: `tdb_edit_${i}_add`, shape });
     const layer = /^blocks\.(\d+)\./.exec(hook);
-    edits.set(value, { mul: point.mulInput, add: point.addInput, hooks: [hook], shape, layer: layer ? Number(layer[1]) : -1 });
+    edits.set(value, { mul: point.mulInput, add: point.addInput, hooks: [hook], shape, layer: layer ? Number(layer[1]) : -1, project });
     editedOutput.set(value, point.output);
   }
   const outputs = new Map<HookName, string>();
@@ -170,6 +183,32 @@ export function buildPatchedGraph(base: ModelProto, hookMap: HookMap, dims: Arch
   }
   if (spec.selectLogits) selectLogitPositions(g);
   return { model: g.model, outputs, edits };
+}
+
+/**
+ * Inserts `x + MatMul(x, p) * r` after `value` (all its readers read the result), with `p`
+ * [batch, width, 1] and `r` [batch, seq, width] new graph inputs; returns the new value's name.
+ */
+function insertRankOneUpdate(g: OnnxGraph, value: string, p: string, r: string, width: number): string {
+  if (g.outputNames().includes(value)) throw new TdbError("E_ONNX_INVALID", `cannot edit ${value}: it is a graph output`, { value });
+  const readers = g.consumers(value);
+  g.addInput(tensorValueInfo(p, "float32", ["batch", width, 1]));
+  g.addInput(tensorValueInfo(r, "float32", ["batch", "seq", width]));
+  const name = (base: string) => g.uniqueName(`/tdb/edit/${value}/${base}`);
+  const dot = name("Dot_output_0");
+  const upd = name("Update_output_0");
+  const out = name("Projected_output_0");
+  const at = g.producer(value);
+  const nodes = [
+    create(NodeProtoSchema, { opType: "MatMul", name: name("Dot"), input: [value, p], output: [dot] }),
+    create(NodeProtoSchema, { opType: "Mul", name: name("Update"), input: [dot, r], output: [upd] }),
+    create(NodeProtoSchema, { opType: "Add", name: name("Projected"), input: [value, upd], output: [out] }),
+  ];
+  for (const n of readers) n.input = n.input.map((i) => (i === value ? out : i));
+  let index = at ? g.indexOfNode(at) + 1 : 0;
+  g.invalidate();
+  for (const n of nodes) g.addNode(n, { index: index++ });
+  return out;
 }
 
 /**

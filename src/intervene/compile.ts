@@ -15,7 +15,7 @@ import { Trace } from "../trace.js";
 import { resolvePosition } from "../positions.js";
 import type { Edit } from "./edits.js";
 
-const KINDS = ["zero", "scale", "set", "add", "mean", "resample", "patch"] as const;
+const KINDS = ["zero", "scale", "set", "add", "mean", "resample", "patch", "project"] as const;
 
 /** An edit checked against the model and the batch, with its source data fetched. */
 interface Resolved {
@@ -35,6 +35,8 @@ interface Resolved {
   source?: Activation;
   /** Offset added to a target position to get the source position. */
   shift?: number;
+  /** `project`: the unit direction û and the component to set. */
+  unit?: Float64Array;
 }
 
 function checkFinite(xs: ArrayLike<number>, what: string): void {
@@ -134,6 +136,26 @@ async function resolve(model: Model, edit: Edit, S: number, B: number, prefixSha
       checkFinite([k], `${name} scale`);
       r.value = Float64Array.from(edit.value, (x) => x * k);
     }
+  } else if (edit.kind === "project") {
+    if (labels.length !== 2 || (labels[0] !== "pos" && labels[0] !== "query_pos")) {
+      throw new TdbError("E_BAD_OPTION", `${name}: direction edits need a [batch, pos, width] tensor; this one is [batch, ${labels.join(", ")}]`, {
+        value: name,
+        allowed: "residual stream, attn_out, mlp_out, mlp pre/post, embeddings",
+      });
+    }
+    if (edit.at !== undefined) throw new TdbError("E_BAD_OPTION", `${name}: a direction edit acts on whole vectors; drop at`, { value: edit.at });
+    const u = edit.direction;
+    if (!u || u.length !== last) {
+      throw new TdbError("E_BAD_INPUT", `${name}: direction of width ${u?.length ?? 0}, but the last axis (${labels[labels.length - 1]}) has ${last}`, { value: u?.length ?? 0, allowed: last });
+    }
+    checkFinite(u, `${name} direction`);
+    const norm = Math.sqrt(Array.from(u).reduce((s2, x) => s2 + x * x, 0));
+    if (!(norm > 0)) throw new TdbError("E_BAD_INPUT", `${name}: the direction is the zero vector`, { value: 0, allowed: "a non-zero vector" });
+    r.unit = Float64Array.from(u, (x) => x / norm);
+    const c = edit.value ?? 0;
+    if (typeof c !== "number") throw new TdbError("E_BAD_OPTION", `${name}: a direction edit's value is the component to set, a number`, { value: c });
+    checkFinite([c], `${name} value`);
+    r.value = c;
   } else if (edit.kind === "mean") {
     r.mean = await resolveMean(model, name, edit, labels, sizes);
   } else if (edit.kind === "resample" || edit.kind === "patch") {
@@ -256,6 +278,10 @@ export async function compileEdits(
       }
       if (r.edit.kind === "scale" && r.value === 1) continue; // identity: the feed exists, nothing to do
       const base = b * rowSize;
+      if (r.edit.kind === "project") {
+        compileProjection(f, r, b, rowSize);
+        continue;
+      }
       const lastAxis = r.sizes.length - 1;
       const posAxis = r.labels.findIndex((l) => l === "pos" || l === "query_pos");
       const featureWidth = r.sizes.slice(1).reduce((x, y) => x * y, 1);
@@ -308,4 +334,43 @@ export async function compileEdits(
  */
 export function editLayer(model: Model, edit: Edit): number {
   return parseHookName(edit.hook, model.config.nLayers).layer ?? -1;
+}
+
+/**
+ * A direction edit of row `b`: the rank-1 update `x - (x . û) û` before mul/add (p = û on the
+ * row, r = -û at the selected positions), then `+ value û` through the addend.
+ */
+function compileProjection(f: EditFeed, r: Resolved, b: number, rowSize: number): void {
+  const u = r.unit!;
+  const width = u.length;
+  const S = rowSize / width;
+  f.projP ??= new Float32Array(f.dims[0]! * width);
+  f.projR ??= new Float32Array(f.mul.length);
+  const p = f.projP.subarray(b * width, (b + 1) * width);
+  if (p.some((x, i) => x !== 0 && Math.abs(x - u[i]!) > 1e-7)) {
+    throw new TdbError("E_BAD_OPTION", `one row can have one direction edit per tensor; ${r.hook} already has another direction on row ${b}`, { value: r.hook });
+  }
+  p.set(u);
+  const c = r.value as number;
+  for (const t of r.select[0] ?? Array.from({ length: S }, (_, i) => i)) {
+    const o = b * rowSize + t * width;
+    for (let i = 0; i < width; i++) {
+      // The graph projects before it multiplies and adds, so a direction edit must come first.
+      if (f.mul[o + i] !== 1 || f.add[o + i] !== 0) {
+        throw new TdbError("E_BAD_OPTION", `${r.hook}: put direction edits before the tensor's other edits (position ${t}, row ${b})`, { value: r.edit.kind });
+      }
+      f.projR[o + i] = -u[i]!;
+      f.add[o + i] = c * u[i]!;
+    }
+  }
+}
+
+/**
+ * The hooks (canonical: one per tensor) that `edits` act on, checking each edit as
+ * {@link compileEdits} would, without building feeds.
+ */
+export async function editTargets(model: Model, edits: readonly Edit[], S: number, opts: { prefixShare?: boolean } = {}): Promise<HookName[]> {
+  const hooks = new Set<HookName>();
+  for (const e of new Set(edits)) hooks.add((await resolve(model, e, S, 1, opts.prefixShare ?? false)).hook);
+  return [...hooks];
 }

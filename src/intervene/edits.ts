@@ -14,7 +14,7 @@ import type { ModelInput } from "../model.js";
 import type { Trace } from "../trace.js";
 
 /** What an edit does to the selected elements. */
-export type EditKind = "zero" | "scale" | "set" | "add" | "mean" | "resample" | "patch";
+export type EditKind = "zero" | "scale" | "set" | "add" | "mean" | "resample" | "patch" | "project";
 
 /** Axes an edit can restrict besides batch rows and positions. */
 export type EditAxis = "head" | "d_head" | "d_model" | "d_mlp" | "key_pos";
@@ -41,6 +41,13 @@ export interface Edit {
   value?: number | ArrayLike<number>;
   /** `add`: multiplier of `value` (steering coefficient). [default: 1] */
   scale?: number;
+  /**
+   * `project`: the direction u (one value per index of the last axis). The component of each
+   * selected vector along u is set to `value` (default 0: the direction is ablated):
+   * `x - (x . û) û + value û`. Only on [batch, pos, width] tensors (residual stream, attention
+   * and MLP outputs, MLP activations, embeddings); applied before the tensor's other edits.
+   */
+  direction?: ArrayLike<number>;
   /**
    * `mean`: the mean to write (a Float32Array or Float64Array with one value per element of a
    * position, e.g. d_model values, or n_head * d_head for `hook_z`), or reference prompts or
@@ -114,6 +121,20 @@ export function zeroAttention(layer: number, head: number | readonly number[], q
  */
 export function steer(hook: string, vector: ArrayLike<number>, scale = 1, where: EditWhere = {}): Edit {
   return { hook, kind: "add", value: vector, scale, ...where };
+}
+
+/**
+ * Directional ablation: removes the component of a hook's vectors along `direction` (or sets
+ * it to `value`) at the chosen positions.
+ *
+ * @example
+ * ```ts
+ * await model.intervene(prompt, [ablateDirection("blocks.3.hook_resid_pre", refusalDirection)]);
+ * ```
+ */
+export function ablateDirection(hook: string, direction: ArrayLike<number>, where: EditWhere & { value?: number } = {}): Edit {
+  const { value, ...rest } = where;
+  return { hook, kind: "project", direction, value: value ?? 0, ...rest };
 }
 
 /** Activation patching: writes the activation a `source` trace cached for `hook` into this run. */

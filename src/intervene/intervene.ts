@@ -11,7 +11,7 @@ import { labelSize } from "../patching.js";
 import { hookKindOf } from "../hooks/names.js";
 import { Trace } from "../trace.js";
 import type { TokenBatch } from "../batch.js";
-import { compileEdits, editLayer } from "./compile.js";
+import { compileEdits, editLayer, editTargets } from "./compile.js";
 import type { Edit } from "./edits.js";
 import { InterventionResult } from "./result.js";
 
@@ -102,8 +102,8 @@ export async function intervene(model: Model, input: ModelInput, edits: readonly
     if (withRows) throw new TdbError("E_BAD_OPTION", `edit of ${withRows.hook} sets rows inside a variant; each variant is one row`, { value: withRows.rows });
   }
   // Size chunks from the hooks any variant edits (the session has edit points on all of them).
-  const probe = await compileEdits(model, [[...edits, ...variants.flat()]], batch.seqLen);
-  const perRow = bytesPerRow(model, batch.seqLen, logits === "last" ? 1 : batch.seqLen, hooks, [...probe.keys()]);
+  const targets = await editTargets(model, [...edits, ...variants.flat()], batch.seqLen);
+  const perRow = bytesPerRow(model, batch.seqLen, logits === "last" ? 1 : batch.seqLen, hooks, targets);
   const chunk = Math.max(1, Math.floor((opts.maxBatchBytes ?? GiB) / perRow));
   const first = variants.map((v) => Math.min(...[...edits, ...v].map((e) => editLayer(model, e))));
   if ((opts.prefixShare ?? true) && hooks.length === 0 && first.every((f) => f >= 0)) {
@@ -117,7 +117,7 @@ export async function intervene(model: Model, input: ModelInput, edits: readonly
     const b = model.toBatch(vs.map(() => row));
     // Every row gets an edit point on every hook any variant edits, so that one session serves
     // all chunks: rows that leave a hook alone are fed identity (scale by 1).
-    const identity: Edit[] = [...probe.keys()].map((h) => ({ hook: h, kind: "scale", value: 1 }));
+    const identity: Edit[] = targets.map((h) => ({ hook: h, kind: "scale", value: 1 }));
     parts.push(await run(b, vs.map((v) => [...identity, ...edits, ...v])));
   }
   const edited = Trace.concat(parts);

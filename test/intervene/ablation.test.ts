@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildGpt2Graph } from "../../src/fixtures/gpt2-graph.js";
 import type { Gpt2Weights } from "../../src/fixtures/weights.js";
-import { meanAblate, patchFrom, resampleFrom, steer, zeroAttention, zeroHead, zeroNeuron, type Edit } from "../../src/intervene/edits.js";
+import { ablateDirection, meanAblate, patchFrom, resampleFrom, steer, zeroAttention, zeroHead, zeroNeuron, type Edit } from "../../src/intervene/edits.js";
 import { Model } from "../../src/model.js";
 import { encodeModel } from "../../src/onnx/proto.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
@@ -150,6 +150,44 @@ describe("mean and resample ablation equal the reference with the vector written
       replaceResidPre: new Map([[1, { position: 7, vector: c.data.slice(7 * d, 8 * d) }]]),
     });
     expect(maxAbsDiff(r.edited.logits.data, want.logits.data)).toBeLessThan(1e-4);
+  });
+});
+
+describe("direction edits equal the reference with the component removed or set", () => {
+  const u = Array.from({ length: FOUR_LAYER.n_embd }, (_, i) => Math.sin(i * 1.3) + 0.2);
+  it("ablating a direction at resid_pre of layer L, all positions and one position", async () => {
+    const r = await model.intervene([PROMPT], [ablateDirection("blocks.2.hook_resid_pre", u)], { hooks: ["blocks.2.hook_resid_pre"] });
+    const want = gpt2Reference(tm.arch, tm.weights, [PROMPT], undefined, { projectResidPre: new Map([[2, { direction: u, value: 0 }]]) });
+    expect(maxAbsDiff(r.edited.logits.data, want.logits.data)).toBeLessThan(1e-4);
+    // The component along u is gone from the cached (edited) residual.
+    const x = r.edited.cache.get("resid_pre", 2).row(0, 3);
+    const norm = Math.hypot(...u);
+    expect(Math.abs(Array.from(x).reduce((s, v, i) => s + v * u[i]!, 0) / norm)).toBeLessThan(1e-4);
+    const one = await model.intervene([PROMPT], [ablateDirection("blocks.2.hook_resid_pre", u, { positions: [-1], value: 2.5 })]);
+    const want1 = gpt2Reference(tm.arch, tm.weights, [PROMPT], undefined, { projectResidPre: new Map([[2, { direction: u, value: 2.5, positions: [PROMPT.length - 1] }]]) });
+    expect(maxAbsDiff(one.edited.logits.data, want1.logits.data)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(one.edited.logits.data, r.clean.logits.data)).toBeGreaterThan(1e-3);
+  });
+
+  it("as variants (per-row directions), and typed errors for misuse", async () => {
+    const v = Array.from({ length: FOUR_LAYER.n_embd }, (_, i) => (i % 5) - 2);
+    const batched = await model.intervene([PROMPT], [], { variants: [[ablateDirection("blocks.1.hook_resid_pre", u)], [ablateDirection("blocks.1.hook_resid_pre", v)], []] });
+    for (const [i, dir] of [[0, u], [1, v]] as const) {
+      const want = gpt2Reference(tm.arch, tm.weights, [PROMPT], undefined, { projectResidPre: new Map([[1, { direction: dir, value: 0 }]]) });
+      const last = want.logits.data.subarray((PROMPT.length - 1) * FOUR_LAYER.vocab_size, PROMPT.length * FOUR_LAYER.vocab_size);
+      expect(maxAbsDiff(batched.edited.logitsAt({ batch: i }), last)).toBeLessThan(1e-4);
+    }
+    await expect(model.intervene([PROMPT], [ablateDirection("blocks.1.attn.hook_z", u)])).rejects.toMatchObject({ code: "E_BAD_OPTION" });
+    await expect(model.intervene([PROMPT], [ablateDirection("blocks.1.hook_resid_pre", u.slice(1))])).rejects.toMatchObject({ code: "E_BAD_INPUT" });
+    await expect(model.intervene([PROMPT], [ablateDirection("blocks.1.hook_resid_pre", u.map(() => 0))])).rejects.toMatchObject({ code: "E_BAD_INPUT" });
+    await expect(model.intervene([PROMPT], [steer("blocks.1.hook_resid_pre", v), ablateDirection("blocks.1.hook_resid_pre", u)])).rejects.toMatchObject({ code: "E_BAD_OPTION" });
+    // Direction first, then a steering vector: both apply.
+    const both = await model.intervene([PROMPT], [ablateDirection("blocks.1.hook_resid_pre", u), steer("blocks.1.hook_resid_pre", v, 0.5)], { hooks: ["blocks.1.hook_resid_pre"] });
+    const clean = both.clean.cache.get("resid_pre", 1).row(0, 2);
+    const norm = Math.hypot(...u);
+    const dot = Array.from(clean).reduce((s, x, i) => s + x * u[i]!, 0) / norm;
+    const want = Array.from(clean, (x, i) => x - dot * (u[i]! / norm) + 0.5 * v[i]!);
+    expect(maxAbsDiff(both.edited.cache.get("resid_pre", 1).row(0, 2), want)).toBeLessThan(1e-4);
   });
 });
 

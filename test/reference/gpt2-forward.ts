@@ -43,6 +43,8 @@ export interface RefOptions {
    * forward pass (finite differences of attributions).
    */
   onHook?: (name: string, t: RefTensor) => void;
+  /** Component of the residual stream entering block L along a direction set to `value` (0 ablates it), at every position or only `positions`. */
+  projectResidPre?: ReadonlyMap<number, { direction: ArrayLike<number>; value: number; positions?: number[] }>;
   /** Use these final LayerNorm scales (one per row x position) instead of computing them (a frozen scale). */
   lnFinalScale?: ArrayLike<number>;
 }
@@ -137,6 +139,21 @@ export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: numbe
     const h = (n: string) => `blocks.${l}.${n}`;
     const steer = opts.addToResidPre?.get(l);
     if (steer) resid = { data: resid.data.map((x, i) => x + steer[i % d]!), dims: resid.dims };
+    const proj = opts.projectResidPre?.get(l);
+    if (proj) {
+      const norm = Math.sqrt(Array.from(proj.direction).reduce((a, x) => a + x * x, 0));
+      const u = Array.from(proj.direction, (x) => x / norm);
+      resid = { data: resid.data.slice(), dims: resid.dims };
+      for (let b = 0; b < B; b++) {
+        for (let s = 0; s < S; s++) {
+          if (proj.positions && !proj.positions.includes(s)) continue;
+          const o = (b * S + s) * d;
+          let dot = 0;
+          for (let i = 0; i < d; i++) dot += resid.data[o + i]! * u[i]!;
+          for (let i = 0; i < d; i++) resid.data[o + i]! += (proj.value - dot) * u[i]!;
+        }
+      }
+    }
     const patch = opts.replaceResidPre?.get(l);
     if (patch) {
       resid = { data: resid.data.slice(), dims: resid.dims };
