@@ -304,10 +304,7 @@ async function nodeTable(
         for (let q = 0; q < S; q++) {
           for (let key = 0; key <= q; key++) {
             const x = (h * S + q) * S + key;
-            const p = A[x]!;
-            const write = p * vwNorm[h * S + key]!;
-            const dir = headsDirect ? p * vwDot[(h * S + key) * S + q]! : 0;
-            const tot = p * gA[x]!;
+            const [p, write, dir, tot] = columns(x, h, q, key);
             tokenTotals[key]! += tot;
             offer(0, x, p, p);
             offer(1, x, write, write);
