@@ -64,7 +64,7 @@ export {
 } from "./attribution/node-table.js";
 export { directLogitAttribution, logitLens, type DlaComponent, type DlaResult, type LogitDiffOptions, type LogitLensRow } from "./attribution/dla.js";
 export { resolveLogitDiff, lossWeights, unembedDirection, residualGradient, type LogitDiffTokens } from "./attribution/loss.js";
-export { buildAttributionGraph, LOSS_WEIGHTS_INPUT, type AttributionGraph, type AttributionLoss } from "./attribution/graph.js";
+export { buildAttributionGraph, LOSS_WEIGHTS_INPUT, TOP_K_INPUT, NEURON_DIRECT_MASK_INPUT, type AttributionGraph, type AttributionLoss } from "./attribution/graph.js";
 
 // Errors
 export { TdbError, formatAllowed, type TdbErrorCode, type TdbErrorDetails } from "./errors.js";

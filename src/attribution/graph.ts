@@ -20,6 +20,12 @@ import { findBlockScopes } from "../hooks/gpt2.js";
 /** Graph input: how many nodes per column the in-graph top-k keeps (int64 [1]). */
 export const TOP_K_INPUT = "tdb_top_k";
 
+/**
+ * Graph input: per layer, 1 where that layer's neurons write directly into the residual the
+ * loss reads and 0 where they come after it (upstream traces): float [n_layer].
+ */
+export const NEURON_DIRECT_MASK_INPUT = "tdb_neuron_direct_mask";
+
 /** Graph input of the loss weights: [d_vocab] for the logit difference, or the shape of the value for an upstream trace. */
 export const LOSS_WEIGHTS_INPUT = "tdb_loss_weights";
 
@@ -168,6 +174,7 @@ export function buildAttributionGraph(model: Model, loss: AttributionLoss, detac
     return n;
   };
   g.addInput(tensorValueInfo(TOP_K_INPUT, "int64", [1]));
+  g.addInput(tensorValueInfo(NEURON_DIRECT_MASK_INPUT, "float32", [L]));
   const rowsByD = constI64("rows_by_d", [-1n, BigInt(model.config.dModel)]);
   const flat = constI64("flat", [-1n]);
   const rowsByMlp = constI64("rows_by_d_mlp", [-1n, BigInt(model.config.dMlp)]);
@@ -193,7 +200,11 @@ export function buildAttributionGraph(model: Model, loss: AttributionLoss, detac
     const columns = [
       a,
       node("Reshape", [node("Mul", [node("Abs", [post], `${p}/abs`), nName], `${p}/write3`), flat], `${p}/write`),
-      node("Reshape", [node("Mul", [node("Reshape", [post, rowsByMlp], `${p}/a2d`), gW], `${p}/direct2d`), flat], `${p}/direct`),
+      node(
+        "Reshape",
+        [node("Mul", [node("Mul", [node("Reshape", [post, rowsByMlp], `${p}/a2d`), gW], `${p}/direct2d`), node("Gather", [NEURON_DIRECT_MASK_INPUT, constI64(`${p}/layer`, [BigInt(l)])], `${p}/directMask`)], `${p}/directMasked`), flat],
+        `${p}/direct`,
+      ),
       node("Reshape", [total3, flat], `${p}/total`),
     ];
     const picks = [

@@ -18,7 +18,7 @@ import type { HookName } from "../hooks/names.js";
 import type { Model, ModelInput } from "../model.js";
 import type { HostTensor } from "../onnx/tensor.js";
 import type { TokenLike, TopToken } from "../trace.js";
-import { buildAttributionGraph, LOSS_WEIGHTS_INPUT, TOP_K_INPUT, type AttributionGraph, type AttributionLoss } from "./graph.js";
+import { buildAttributionGraph, LOSS_WEIGHTS_INPUT, NEURON_DIRECT_MASK_INPUT, TOP_K_INPUT, type AttributionGraph, type AttributionLoss } from "./graph.js";
 import { lossWeights, residualGradient, resolveLogitDiff, unembedDirection } from "./loss.js";
 import { LOGIT_POSITIONS_INPUT } from "../patching.js";
 import { resolvePosition } from "../positions.js";
@@ -221,6 +221,7 @@ async function nodeTable(
       feeds[LOGIT_POSITIONS_INPUT] = { type: "int64", data: new BigInt64Array([BigInt(S - 1)]), dims: [1, 1, 1] };
       feeds[LOSS_WEIGHTS_INPUT] = lossWeightsFeed;
       feeds[TOP_K_INPUT] = { type: "int64", data: new BigInt64Array([BigInt(Math.min(k, S * dm))]), dims: [1] };
+      feeds[NEURON_DIRECT_MASK_INPUT] = { type: "float32", data: Float32Array.from({ length: L }, (_, l) => (l < mlpBefore ? 1 : 0)), dims: [L] };
       return session.run(feeds, [...new Set(fetch)]);
     },
   );
@@ -274,7 +275,7 @@ async function nodeTable(
           token: strTokens[t]!,
           activation: colsAt[j]!,
           writeMagnitude: colsAt[n + j]!,
-          directEffect: l < mlpBefore ? colsAt[2 * n + j]! : 0,
+          directEffect: colsAt[2 * n + j]!,
           totalEffect: colsAt[3 * n + j]!,
         });
       }
