@@ -113,6 +113,15 @@ describe("unary ops (float64)", () => {
     });
   });
 
+  it("Dropout in inference mode passes the gradient through (ratio set, training off)", async () => {
+    await expectGradOk({
+      type: "float32",
+      inputs: { x: [3, 4] },
+      build: (g) => g.node("Dropout", ["x", g.constant("/c", new Float32Array([0.3]), [])], { scope: "/d", outputs: 1 })[0]!,
+      outDims: [3, 4],
+    });
+  });
+
   it("Erf (float32: onnxruntime has no float64 Erf)", async () => {
     const r = await expectGradOk({ type: "float32", inputs: { x: [3, 4] }, build: (g) => g.op("Erf", ["x"]), outDims: [3, 4] });
     expect(r.maxRelError).toBeLessThan(1e-3);
