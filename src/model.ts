@@ -356,8 +356,11 @@ export class Model {
     return this.base;
   }
 
-  /** Feeds for the graph inputs: ids, mask, and empty past key/values if the graph has them. */
-  private feeds(session: Session, batch: TokenBatch): Record<string, HostTensor> {
+  /**
+   * Feeds for a batch's token inputs of `session`: ids, mask, position ids and empty past
+   * key/values where the graph has them. Inputs tdb-js adds (`tdb_*`) are the caller's.
+   */
+  tokenFeeds(session: Session, batch: TokenBatch): Record<string, HostTensor> {
     const B = batch.rows.length;
     const S = batch.seqLen;
     const feeds: Record<string, HostTensor> = {};
@@ -419,7 +422,7 @@ export class Model {
   private async runOn(ps: PatchedSession, batch: TokenBatch, spec: RunSpec): Promise<Trace> {
     const { hooks, positions } = spec;
     const prefix = spec.prefixRows;
-    const feeds = this.feeds(ps.session, batch);
+    const feeds = this.tokenFeeds(ps.session, batch);
     const rowsAt = (layer: number): number => (prefix ? (layer < 0 ? 1 : prefix[layer]!.length) : batch.rows.length);
     if (prefix) {
       prefix.forEach((rows, l) => {
@@ -474,7 +477,8 @@ export class Model {
     for (const h of hooks) {
       let t = asFloat32(out[ps.graph.outputs.get(h)!]!, h);
       const kind = hookKindOf(h)!;
-      if (t.dims[0] === 1 && B > 1) t = broadcastBatch(t, B);
+      const src = this.hookMap.sources.get(h);
+      if (src?.kind === "tap" && src.broadcastBatch && t.dims[0] === 1 && B > 1) t = broadcastBatch(t, B);
       let labels = [...kind.dims];
       if (labels.length !== t.dims.length) labels = t.dims.map((_, i) => labels[i] ?? `dim${i}`);
       if (positions) t = selectPositions(t, labels, positions);
@@ -575,7 +579,7 @@ export class Model {
   /** Logits [batch, pos, d_vocab] from the unpatched graph (the baseline every trace is checked against). */
   async forward(input: ModelInput, opts: { prependBos?: boolean } = {}): Promise<Activation> {
     const batch = this.toBatch(input, opts);
-    const out = await this.sessions.withBaseline((s) => s.run(this.feeds(s, batch), ["logits"]));
+    const out = await this.sessions.withBaseline((s) => s.run(this.tokenFeeds(s, batch), ["logits"]));
     const t = asFloat32(out.logits!, "logits");
     return new Activation("logits", t.data as Float32Array, t.dims, ["batch", "pos", "d_vocab"]);
   }
@@ -587,11 +591,6 @@ export class Model {
    */
   async withAuxSession<T>(key: string, build: () => ModelProto, fn: (s: Session) => Promise<T>): Promise<T> {
     return this.sessions.withAux(key, build, fn);
-  }
-
-  /** Feeds for a batch's token inputs of `session` (ids, mask, positions, empty past); other inputs are the caller's. */
-  tokenFeeds(session: Session, batch: TokenBatch): Record<string, HostTensor> {
-    return this.feeds(session, batch);
   }
 
   /** Releases every onnxruntime session. */

@@ -45,8 +45,6 @@ export interface AttributionGraph {
   /** The residual stream the loss reads (the final one for the logit difference) and its gradient. */
   resid: string;
   gradResid: string;
-  post: string[];
-  gradPost: string[];
   pattern: string[];
   gradPattern: string[];
   /**
@@ -100,7 +98,8 @@ export function buildAttributionGraph(model: Model, loss: AttributionLoss, detac
   const H = model.config.nHeads;
   const reads: HookName = loss.kind === "value" ? loss.reads : `blocks.${L - 1}.hook_resid_post`;
   const hooks: HookName[] = ["hook_embed", reads];
-  for (let l = 0; l < L; l++) hooks.push(`blocks.${l}.mlp.hook_post`, `blocks.${l}.attn.hook_pattern`, `blocks.${l}.attn.hook_v`);
+  // MLP activations stay inside the graph (their columns and top-k are computed there).
+  for (let l = 0; l < L; l++) hooks.push(`blocks.${l}.attn.hook_pattern`, `blocks.${l}.attn.hook_v`);
   const patched = buildPatchedGraph(model.baseModel, model.hookMap, model.config, { hooks, selectLogits: true });
   const g = OnnxGraph.fromModel(patched.model);
   const out = (h: HookName) => patched.outputs.get(h)!;
@@ -230,8 +229,6 @@ export function buildAttributionGraph(model: Model, loss: AttributionLoss, detac
     gradEmbed: grad(value("hook_embed")),
     resid: out(reads),
     gradResid: grad(value(reads)),
-    post: Array.from({ length: L }, (_, l) => out(`blocks.${l}.mlp.hook_post`)),
-    gradPost: Array.from({ length: L }, (_, l) => grad(value(`blocks.${l}.mlp.hook_post`))),
     pattern: Array.from({ length: L }, (_, l) => out(`blocks.${l}.attn.hook_pattern`)),
     gradPattern: Array.from({ length: L }, (_, l) => grad(value(`blocks.${l}.attn.hook_pattern`))),
     neuronPicks,

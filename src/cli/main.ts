@@ -36,6 +36,12 @@ Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal 
 /** A usage error: bad flags or arguments. */
 class UsageError extends Error {}
 
+/** The single prompt argument of `command`. */
+function onePrompt(command: string, rest: readonly string[]): string {
+  if (rest.length !== 1) throw new UsageError(`${command} takes exactly one prompt argument, got ${rest.length}`);
+  return rest[0]!;
+}
+
 /** `--top`: a positive integer, or `fallback` when absent. */
 function parseTop(value: string | undefined, fallback: number): number {
   const top = value === undefined ? fallback : Number(value);
@@ -80,11 +86,11 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case "trace": {
-      if (rest.length !== 1) throw new UsageError(`trace takes exactly one prompt argument, got ${rest.length}`);
+      const prompt = onePrompt("trace", rest);
       const top = parseTop(values.top, 10);
       const { runTrace } = await import("./trace-command.js");
       return runTrace({
-        prompt: rest[0]!,
+        prompt,
         model: values.model,
         hooks: values.hooks,
         top,
@@ -93,11 +99,11 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case "ablate": {
-      if (rest.length !== 1) throw new UsageError(`ablate takes exactly one prompt argument, got ${rest.length}`);
+      const prompt = onePrompt("ablate", rest);
       const top = parseTop(values.top, 10);
       const { runAblate } = await import("./ablate-command.js");
       return runAblate({
-        prompt: rest[0]!,
+        prompt,
         model: values.model,
         heads: values.head ?? [],
         neurons: values.neuron ?? [],
@@ -109,11 +115,11 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case "attribute": {
-      if (rest.length !== 1) throw new UsageError(`attribute takes exactly one prompt argument, got ${rest.length}`);
+      const prompt = onePrompt("attribute", rest);
       if (values.target === undefined || values.distractor === undefined) throw new UsageError("attribute needs --target and --distractor");
       const top = parseTop(values.top, 20);
       const { runAttribute } = await import("./attribute-command.js");
-      return runAttribute({ prompt: rest[0]!, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false });
+      return runAttribute({ prompt, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false });
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate, attribute`);
