@@ -3,9 +3,9 @@
  * a prompt of ordinary English (Brown corpus, first sentences) cut to n tokens, and statistics.
  */
 import { join } from "node:path";
-import { GPT2_SMALL_SHAPES } from "../src/fixtures/config.js";
-import { ensureGpt2Model } from "../src/fixtures/write.js";
-import { Model } from "../src/model.js";
+import { GPT2_SMALL_SHAPES } from "../src/synthetic/config.js";
+import { ensureGpt2Model } from "../src/synthetic/write.js";
+import { Model } from "../src/model/model.js";
 
 const TEXT =
   "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election produced no evidence that any irregularities took place. The jury further said in term-end presentments that the City Executive Committee, which had over-all charge of the election, deserves the praise and thanks of the City of Atlanta for the manner in which the election was conducted.";

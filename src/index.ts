@@ -15,15 +15,15 @@
  */
 
 // Model, traces and the activation cache
-export { Model, ONNX_FILES, type EditFeed, type RunSpec, type LoadOptions, type TraceOptions, type HookSelector, type ModelInput, type Dtype } from "./model.js";
-export { Trace, type TokenLike, type PositionOptions, type TopToken, type TokenCodec } from "./trace.js";
-export { ActivationCache } from "./cache.js";
-export { Activation } from "./activation.js";
-export { parseConfig, type ModelConfig } from "./config.js";
-export { padBatch, type TokenBatch } from "./batch.js";
-export { resolvePosition } from "./positions.js";
-export { loadTokenizer } from "./tokenizer.js";
-export { ensureDefaultModel, defaultModelDir, DEFAULT_MODEL_SEED, DEFAULT_MODEL_CONFIG } from "./default-model.js";
+export { Model, ONNX_FILES, type EditFeed, type RunSpec, type LoadOptions, type TraceOptions, type HookSelector, type ModelInput, type Dtype } from "./model/model.js";
+export { Trace, type TokenLike, type PositionOptions, type TopToken, type TokenCodec } from "./trace/trace.js";
+export { ActivationCache } from "./trace/cache.js";
+export { Activation } from "./trace/activation.js";
+export { parseConfig, type ModelConfig } from "./runtime/config.js";
+export { padBatch, type TokenBatch } from "./runtime/batch.js";
+export { resolvePosition } from "./base/positions.js";
+export { loadTokenizer } from "./runtime/tokenizer.js";
+export { ensureDefaultModel, defaultModelDir, DEFAULT_MODEL_SEED, DEFAULT_MODEL_CONFIG } from "./synthetic/default-model.js";
 
 // Interventions
 export {
@@ -45,7 +45,7 @@ export { type InterveneOptions } from "./intervene/intervene.js";
 export { InterventionResult, type TopKChange } from "./intervene/result.js";
 export { SweepResult, type SweepOptions, type SweepHook } from "./intervene/sweep.js";
 export { type GenerateOptions, type Generation } from "./intervene/generate.js";
-export { buildPatchedGraph, editableValue, labelSize, rowsInput, LOGIT_POSITIONS_INPUT, type PatchSpec, type PatchedGraph, type EditInputs } from "./patching.js";
+export { buildPatchedGraph, editableValue, labelSize, rowsInput, LOGIT_POSITIONS_INPUT, type PatchSpec, type PatchedGraph, type EditInputs } from "./runtime/patched-graph.js";
 
 // Autodiff
 export * from "./autodiff/index.js";
@@ -67,7 +67,7 @@ export { resolveLogitDiff, lossWeights, unembedDirection, residualGradient, type
 export { buildAttributionGraph, LOSS_WEIGHTS_INPUT, TOP_K_INPUT, NEURON_DIRECT_MASK_INPUT, type AttributionGraph, type AttributionLoss } from "./attribution/graph.js";
 
 // Errors
-export { TdbError, formatAllowed, type TdbErrorCode, type TdbErrorDetails } from "./errors.js";
+export { TdbError, formatAllowed, type TdbErrorCode, type TdbErrorDetails } from "./base/errors.js";
 
 // Hooks
 export {
@@ -95,7 +95,7 @@ export { memoryFiles, readText, type ModelFiles } from "./io/files.js";
 export { directoryFiles } from "./io/node-files.js";
 export { hubFiles, isHubId, type HubOptions } from "./io/hub.js";
 export { createSession, DEVICES, type Device, type OptimizationLevel, type SessionOptions, type Session } from "./runtime/ort.js";
-export { SessionPool, type SessionPoolOptions, type PatchedRequest, type PatchedSession } from "./sessions.js";
+export { SessionPool, type SessionPoolOptions, type PatchedRequest, type PatchedSession } from "./runtime/sessions.js";
 
 // ONNX layer
 export * from "./onnx/tensor.js";
@@ -121,9 +121,9 @@ export { validateGraph, graphProblems, type ValidateOptions } from "./onnx/valid
 export { GraphBuilder, attr, makeAttribute, valueInfo, type Dim, type Attr, type AttrInput, type NodeOptions, type GraphBuilderOptions } from "./onnx/builder.js";
 
 // Fixture generator: GPT-2-architecture models with seeded random weights
-export { gpt2Config, headDim, TINY_GPT2, GPT2_SMALL_SHAPES, type Gpt2Config } from "./fixtures/config.js";
-export { buildGpt2Graph, unembedInitializerName, causalMaskName, FLOAT32_MIN, type Gpt2GraphVariant, type Gpt2GraphOptions } from "./fixtures/gpt2-graph.js";
-export { randomGpt2Weights, gpt2WeightShapes, type Gpt2Weights, type WeightTensor, type RandomWeightOptions } from "./fixtures/weights.js";
+export { gpt2Config, headDim, TINY_GPT2, GPT2_SMALL_SHAPES, type Gpt2Config } from "./synthetic/config.js";
+export { buildGpt2Graph, unembedInitializerName, causalMaskName, FLOAT32_MIN, type Gpt2GraphVariant, type Gpt2GraphOptions } from "./synthetic/gpt2-graph.js";
+export { randomGpt2Weights, gpt2WeightShapes, type Gpt2Weights, type WeightTensor, type RandomWeightOptions } from "./synthetic/weights.js";
 export {
   buildGpt2Tokenizer,
   gpt2Vocab,
@@ -132,6 +132,6 @@ export {
   GPT2_VOCAB_SIZE,
   type Gpt2BpeSource,
   type Gpt2TokenizerFiles,
-} from "./fixtures/tokenizer.js";
-export { writeGpt2Model, ensureGpt2Model, FIXTURE_VERSION, type WriteGpt2Options, type Gpt2ModelPaths } from "./fixtures/write.js";
-export { Rng } from "./fixtures/random.js";
+} from "./synthetic/tokenizer.js";
+export { writeGpt2Model, ensureGpt2Model, FIXTURE_VERSION, type WriteGpt2Options, type Gpt2ModelPaths } from "./synthetic/write.js";
+export { Rng } from "./synthetic/random.js";

@@ -7,11 +7,11 @@
  *
  * @module
  */
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
-import type { Model, ModelInput } from "../model.js";
-import type { TokenLike } from "../trace.js";
-import { resolvePosition } from "../positions.js";
+import type { Model, ModelInput } from "../model/model.js";
+import type { TokenLike } from "../trace/trace.js";
+import { resolvePosition } from "../base/positions.js";
 import { lossWeights, residualGradient, resolveLogitDiff, unembedDirection } from "./loss.js";
 
 /** One component of the final residual stream and its direct effect on the logit difference. */

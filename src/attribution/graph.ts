@@ -8,13 +8,13 @@
 import { create } from "@bufbuild/protobuf";
 import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, type ModelProto } from "onnx-buf";
 import { addGradients } from "../autodiff/backward.js";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
-import type { Model } from "../model.js";
+import type { Model } from "../model/model.js";
 import { OnnxGraph } from "../onnx/graph.js";
 import { exposeValue, tensorValueInfo } from "../onnx/surgery.js";
 import { tensorToProto } from "../onnx/tensor.js";
-import { buildPatchedGraph, editableValue } from "../patching.js";
+import { buildPatchedGraph, editableValue } from "../runtime/patched-graph.js";
 import { findBlockScopes } from "../hooks/gpt2.js";
 
 /** Graph input: how many nodes per column the in-graph top-k keeps (int64 [1]). */

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { TdbError } from "../errors.js";
-import type { Model } from "../model.js";
-import type { TokenLike } from "../trace.js";
+import { TdbError } from "../base/errors.js";
+import type { Model } from "../model/model.js";
+import type { TokenLike } from "../trace/trace.js";
 
 /** Target and distractor tokens, resolved to ids. */
 export interface LogitDiffTokens {

@@ -13,15 +13,15 @@
  *
  * @module
  */
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
-import type { Model, ModelInput } from "../model.js";
+import type { Model, ModelInput } from "../model/model.js";
 import type { HostTensor } from "../onnx/tensor.js";
-import type { TokenLike, TopToken } from "../trace.js";
+import type { TokenLike, TopToken } from "../trace/trace.js";
 import { buildAttributionGraph, LOSS_WEIGHTS_INPUT, NEURON_DIRECT_MASK_INPUT, TOP_K_INPUT, type AttributionGraph, type AttributionLoss } from "./graph.js";
 import { lossWeights, residualGradient, resolveLogitDiff, unembedDirection } from "./loss.js";
-import { LOGIT_POSITIONS_INPUT } from "../patching.js";
-import { resolvePosition } from "../positions.js";
+import { LOGIT_POSITIONS_INPUT } from "../runtime/patched-graph.js";
+import { resolvePosition } from "../base/positions.js";
 
 /** Node kinds of the table. */
 export type NodeType = "mlp_neuron" | "attention_head" | "token_embedding";

@@ -7,7 +7,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { ValueInfoProtoSchema, type NodeProto } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { OnnxGraph } from "../onnx/graph.js";
 import { Emitter } from "./emitter.js";
 import { ValueFactsTable } from "./infer.js";

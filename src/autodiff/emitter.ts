@@ -7,7 +7,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { NodeProtoSchema, TensorProto_DataType as DT } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import { makeAttribute, type AttrInput } from "../onnx/builder.js";
 import type { OnnxGraph } from "../onnx/graph.js";
 import { tensorToProto, type AnyTypedArray, type ElemType } from "../onnx/tensor.js";

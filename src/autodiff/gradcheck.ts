@@ -6,8 +6,8 @@
  * @module
  */
 import type { ModelProto } from "onnx-buf";
-import { TdbError } from "../errors.js";
-import { Rng } from "../fixtures/random.js";
+import { TdbError } from "../base/errors.js";
+import { Rng } from "../synthetic/random.js";
 import { cloneStructure } from "../onnx/clone.js";
 import { OnnxGraph } from "../onnx/graph.js";
 import { encodeModel } from "../onnx/proto.js";

@@ -7,7 +7,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type NodeProto, type TensorProto } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import { makeAttribute } from "../onnx/builder.js";
 import { cloneStructure } from "../onnx/clone.js";
 import { tensorFromProto, tensorToProto, type HostTensor } from "../onnx/tensor.js";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import { zeroHead, zeroNeuron, type Edit } from "../intervene/edits.js";
 
 /** Parsed arguments of `tdb ablate`. */
@@ -51,8 +51,8 @@ export async function runAblate(args: AblateCommandArgs): Promise<number> {
   if ((args.target === undefined) !== (args.distractor === undefined)) {
     throw new TdbError("E_BAD_OPTION", "--target and --distractor go together", { value: args.target ?? args.distractor });
   }
-  const { Model } = await import("../model.js");
-  const dir = args.model ?? (await (await import("../default-model.js")).ensureDefaultModel());
+  const { Model } = await import("../model/model.js");
+  const dir = args.model ?? (await (await import("../synthetic/default-model.js")).ensureDefaultModel());
   const model = await Model.load(dir);
   try {
     const r = await model.intervene(args.prompt, edits, { prependBos: args.prependBos });

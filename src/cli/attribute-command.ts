@@ -20,8 +20,8 @@ const round = (x: number) => (Number.isFinite(x) ? Number(x.toPrecision(6)) : x)
 
 /** Runs `tdb attribute`; returns the exit code. */
 export async function runAttribute(args: AttributeCommandArgs): Promise<number> {
-  const { Model } = await import("../model.js");
-  const dir = args.model ?? (await (await import("../default-model.js")).ensureDefaultModel());
+  const { Model } = await import("../model/model.js");
+  const dir = args.model ?? (await (await import("../synthetic/default-model.js")).ensureDefaultModel());
   const model = await Model.load(dir);
   try {
     const t = await model.attribute(args.prompt, { target: args.target, distractor: args.distractor, topK: args.top, prependBos: args.prependBos });

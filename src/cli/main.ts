@@ -8,7 +8,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 
 const USAGE = `tdb: look inside transformers.js language models
 

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import type { Activation } from "../activation.js";
-import type { HookSelector } from "../model.js";
+import type { Activation } from "../trace/activation.js";
+import type { HookSelector } from "../model/model.js";
 
 /** Parsed arguments of `tdb trace`. */
 export interface TraceCommandArgs {
@@ -47,8 +47,8 @@ const round = (x: number) => (Math.abs(x) >= 1e30 ? x : Number(x.toPrecision(6))
 
 /** Runs `tdb trace`; returns the exit code. */
 export async function runTrace(args: TraceCommandArgs): Promise<number> {
-  const { Model } = await import("../model.js");
-  const dir = args.model ?? (await (await import("../default-model.js")).ensureDefaultModel());
+  const { Model } = await import("../model/model.js");
+  const dir = args.model ?? (await (await import("../synthetic/default-model.js")).ensureDefaultModel());
   const model = await Model.load(dir);
   const hooks: HookSelector = args.hooks === undefined || args.hooks === "all" ? "all" : args.hooks.split(",").map((s) => s.trim()).filter(Boolean);
   const t = await model.trace(args.prompt, { hooks, prependBos: args.prependBos });

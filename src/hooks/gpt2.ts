@@ -9,7 +9,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { NodeProtoSchema, type NodeProto } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { OnnxGraph } from "../onnx/graph.js";
 import { tensorFromProto, type HostTensor } from "../onnx/tensor.js";
 import type { ArchDims, ArchitectureAdapter, HookMap, HookSource, LayerWeights, ModelWeights } from "./adapter.js";

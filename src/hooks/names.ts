@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { TdbError, formatAllowed } from "../errors.js";
+import { TdbError, formatAllowed } from "../base/errors.js";
 
 /** Where a hook lives: once per model, once per block. */
 export type HookScope = "model" | "block";

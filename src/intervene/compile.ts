@@ -6,13 +6,13 @@
  *
  * @module
  */
-import type { Activation } from "../activation.js";
-import { TdbError } from "../errors.js";
+import type { Activation } from "../trace/activation.js";
+import { TdbError } from "../base/errors.js";
 import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "../hooks/names.js";
-import type { EditFeed, Model, ModelInput } from "../model.js";
-import { editableValue, labelSize } from "../patching.js";
-import { Trace } from "../trace.js";
-import { resolvePosition } from "../positions.js";
+import type { EditFeed, Model, ModelInput } from "../model/model.js";
+import { editableValue, labelSize } from "../runtime/patched-graph.js";
+import { Trace } from "../trace/trace.js";
+import { resolvePosition } from "../base/positions.js";
 import type { Edit } from "./edits.js";
 
 const KINDS = ["zero", "scale", "set", "add", "mean", "resample", "patch", "project"] as const;

@@ -10,8 +10,8 @@
  *
  * @module
  */
-import type { ModelInput } from "../model.js";
-import type { Trace } from "../trace.js";
+import type { ModelInput } from "../model/model.js";
+import type { Trace } from "../trace/trace.js";
 
 /** What an edit does to the selected elements. */
 export type EditKind = "zero" | "scale" | "set" | "add" | "mean" | "resample" | "patch" | "project";

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { TdbError } from "../errors.js";
-import { Rng } from "../fixtures/random.js";
-import type { Model } from "../model.js";
+import { TdbError } from "../base/errors.js";
+import { Rng } from "../synthetic/random.js";
+import type { Model } from "../model/model.js";
 import { compileEdits } from "./compile.js";
 import type { Edit } from "./edits.js";
 

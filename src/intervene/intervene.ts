@@ -4,13 +4,13 @@
  *
  * @module
  */
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
-import type { EditFeed, HookSelector, Model, ModelInput } from "../model.js";
-import { labelSize } from "../patching.js";
+import type { EditFeed, HookSelector, Model, ModelInput } from "../model/model.js";
+import { labelSize } from "../runtime/patched-graph.js";
 import { hookKindOf } from "../hooks/names.js";
-import { Trace } from "../trace.js";
-import type { TokenBatch } from "../batch.js";
+import { Trace } from "../trace/trace.js";
+import type { TokenBatch } from "../runtime/batch.js";
 import { compileEdits, editLayer, editTargets } from "./compile.js";
 import type { Edit } from "./edits.js";
 import { InterventionResult } from "./result.js";

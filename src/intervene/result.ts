@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { TokenLike, TopToken, Trace } from "../trace.js";
+import type { TokenLike, TopToken, Trace } from "../trace/trace.js";
 
 /** How one edited row's top-k next tokens differ from the clean run's. */
 export interface TopKChange {

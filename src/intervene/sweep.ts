@@ -5,10 +5,10 @@
  *
  * @module
  */
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
-import type { Model, ModelInput } from "../model.js";
-import type { TokenLike, Trace } from "../trace.js";
+import type { Model, ModelInput } from "../model/model.js";
+import type { TokenLike, Trace } from "../trace/trace.js";
 import { patchFrom, type Edit } from "./edits.js";
 
 /** Hooks a sweep can patch. */

@@ -10,7 +10,7 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { env } from "@huggingface/transformers";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { ModelFiles } from "./files.js";
 
 /** Options for {@link hubFiles}. */

@@ -37,7 +37,7 @@ import {
   type TensorProto,
   type ValueInfoProto,
 } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import { onnxDataType, tensorToProto, type AnyTypedArray, type ElemType } from "./tensor.js";
 
 /** One dimension of a declared input/output shape: a fixed size or a symbolic name. */

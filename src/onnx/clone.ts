@@ -6,7 +6,7 @@
  */
 import { clone } from "@bufbuild/protobuf";
 import { NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 
 /**
  * A copy of `model` whose main-graph nodes and value lists can be mutated freely; initializers

@@ -17,7 +17,7 @@
  * @module
  */
 import { ScalarType, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 
 /** Wire types (protobuf spec). */
 const VARINT = 0;

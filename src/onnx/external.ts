@@ -8,7 +8,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { StringStringEntryProtoSchema, TensorProto_DataLocation, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import { subgraphsOf } from "./walk.js";
 
 /** Reads an external data file named by a tensor's `location` (relative to the model file). */

@@ -9,7 +9,7 @@
  * @module
  */
 import type { GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import { forgetOuterReferences, outerReferences, subgraphsOf } from "./walk.js";
 
 interface Index {

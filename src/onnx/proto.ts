@@ -10,7 +10,7 @@
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import { encodeMessage } from "./encode.js";
 
 /**

@@ -18,7 +18,7 @@ import {
   type NodeProto,
   type ValueInfoProto,
 } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { OnnxGraph } from "./graph.js";
 import { onnxDataType, type ElemType } from "./tensor.js";
 import { definedNames, outerReferences, renameOuterReferences, subgraphsOf } from "./walk.js";

@@ -5,7 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { TensorProtoSchema, TensorProto_DataType, TensorProto_DataLocation, type TensorProto } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 
 /** Element types tdb-js reads and writes. */
 export type ElemType = "float32" | "float64" | "float16" | "int64" | "int32" | "int8" | "uint8" | "bool";

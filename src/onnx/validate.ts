@@ -6,7 +6,7 @@
  * @module
  */
 import type { GraphProto } from "onnx-buf";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { OnnxGraph } from "./graph.js";
 import { subgraphsOf } from "./walk.js";
 

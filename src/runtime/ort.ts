@@ -6,7 +6,7 @@
  * @module
  */
 import * as ort from "onnxruntime-node";
-import { TdbError } from "../errors.js";
+import { TdbError } from "../base/errors.js";
 import type { ElemType, HostTensor } from "../onnx/tensor.js";
 
 /** Devices tdb-js can run on. Only `cpu` is available in onnxruntime-node builds without CUDA. */

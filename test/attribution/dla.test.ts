@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { directLogitAttribution, logitLens } from "../../src/attribution/dla.js";
-import type { Model } from "../../src/model.js";
+import type { Model } from "../../src/model/model.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
 import { FOUR_LAYER, useTestModel, type TestModel } from "../helpers/models.js";
 

@@ -7,10 +7,10 @@
 import { describe, expect, it } from "vitest";
 import { attribute, traceUpstream, type AttributionNode } from "../../src/attribution/node-table.js";
 import { buildAttributionGraph } from "../../src/attribution/graph.js";
-import type { Model } from "../../src/model.js";
+import type { Model } from "../../src/model/model.js";
 import { gpt2Reference, type RefTensor } from "../reference/gpt2-forward.js";
 import { useTestModel, type TestModel } from "../helpers/models.js";
-import { TINY_GPT2 } from "../../src/fixtures/config.js";
+import { TINY_GPT2 } from "../../src/synthetic/config.js";
 
 let tm: TestModel;
 let model: Model;

@@ -4,9 +4,9 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { NodeProtoSchema, type ModelProto } from "onnx-buf";
-import { gpt2Config } from "../../src/fixtures/config.js";
-import { buildGpt2Graph } from "../../src/fixtures/gpt2-graph.js";
-import { randomGpt2Weights } from "../../src/fixtures/weights.js";
+import { gpt2Config } from "../../src/synthetic/config.js";
+import { buildGpt2Graph } from "../../src/synthetic/gpt2-graph.js";
+import { randomGpt2Weights } from "../../src/synthetic/weights.js";
 import { makeAttribute, valueInfo } from "../../src/onnx/builder.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import type { HostTensor } from "../../src/onnx/tensor.js";

@@ -6,7 +6,7 @@ import { expect } from "vitest";
 import type { ModelProto } from "onnx-buf";
 import { gradcheck, type GradcheckOptions, type GradcheckReport } from "../../src/autodiff/gradcheck.js";
 import type { GradientSpec } from "../../src/autodiff/backward.js";
-import { Rng } from "../../src/fixtures/random.js";
+import { Rng } from "../../src/synthetic/random.js";
 import { GraphBuilder } from "../../src/onnx/builder.js";
 import type { HostTensor } from "../../src/onnx/tensor.js";
 

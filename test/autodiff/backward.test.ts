@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { addGradients } from "../../src/autodiff/backward.js";
 import { gradcheck } from "../../src/autodiff/gradcheck.js";
 import { registerGradient, supportedGradientOps } from "../../src/autodiff/registry.js";
-import { TdbError } from "../../src/errors.js";
+import { TdbError } from "../../src/base/errors.js";
 import { GraphBuilder, valueInfo } from "../../src/onnx/builder.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import { encodeModel } from "../../src/onnx/proto.js";

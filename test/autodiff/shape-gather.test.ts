@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { addGradients } from "../../src/autodiff/backward.js";
-import { TdbError } from "../../src/errors.js";
+import { TdbError } from "../../src/base/errors.js";
 import { GraphBuilder, attr } from "../../src/onnx/builder.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import { encodeModel } from "../../src/onnx/proto.js";

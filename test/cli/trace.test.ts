@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Model } from "../../src/model.js";
+import { Model } from "../../src/model/model.js";
 import { makeTestModel, type TestModel } from "../helpers/models.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");

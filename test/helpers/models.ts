@@ -4,12 +4,12 @@
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { afterAll, beforeAll } from "vitest";
-import { Model } from "../../src/model.js";
+import { Model } from "../../src/model/model.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gpt2Config, TINY_GPT2, type Gpt2Config } from "../../src/fixtures/config.js";
-import { randomGpt2Weights, type Gpt2Weights, type RandomWeightOptions } from "../../src/fixtures/weights.js";
-import { writeGpt2Model, type Gpt2ModelPaths, type WriteGpt2Options } from "../../src/fixtures/write.js";
+import { gpt2Config, TINY_GPT2, type Gpt2Config } from "../../src/synthetic/config.js";
+import { randomGpt2Weights, type Gpt2Weights, type RandomWeightOptions } from "../../src/synthetic/weights.js";
+import { writeGpt2Model, type Gpt2ModelPaths, type WriteGpt2Options } from "../../src/synthetic/write.js";
 
 export interface TestModel extends Gpt2ModelPaths {
   arch: Gpt2Config;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { TdbError } from "../../src/errors.js";
+import { TdbError } from "../../src/base/errors.js";
 import { hookNamesFor, parseHookName, resolveHookAlias } from "../../src/hooks/names.js";
 
 // Written out by hand from TransformerLens's HookedTransformer (GPT-2 config), in forward order.

@@ -3,7 +3,7 @@
  * parameters (Conv1D [in, out] layout) and against the traced activations.
  */
 import { describe, expect, it } from "vitest";
-import type { Model } from "../../src/model.js";
+import type { Model } from "../../src/model/model.js";
 import { useTestModel, maxAbsDiff, FOUR_LAYER, type TestModel } from "../helpers/models.js";
 
 let tm: TestModel;

@@ -6,10 +6,10 @@
 import { cp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildGpt2Graph } from "../../src/fixtures/gpt2-graph.js";
-import type { Gpt2Weights } from "../../src/fixtures/weights.js";
+import { buildGpt2Graph } from "../../src/synthetic/gpt2-graph.js";
+import type { Gpt2Weights } from "../../src/synthetic/weights.js";
 import { ablateDirection, meanAblate, patchFrom, resampleFrom, steer, zeroAttention, zeroHead, zeroNeuron, type Edit } from "../../src/intervene/edits.js";
-import { Model } from "../../src/model.js";
+import { Model } from "../../src/model/model.js";
 import { encodeModel } from "../../src/onnx/proto.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
 import { FOUR_LAYER, makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";

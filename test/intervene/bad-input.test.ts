@@ -3,9 +3,9 @@
  * neurons, positions and rows, vectors of the wrong width, mismatched patching lengths, NaN.
  */
 import { describe, expect, it } from "vitest";
-import { TdbError, type TdbErrorCode } from "../../src/errors.js";
+import { TdbError, type TdbErrorCode } from "../../src/base/errors.js";
 import { patchFrom, resampleFrom, steer, zeroHead, zeroNeuron, type Edit } from "../../src/intervene/edits.js";
-import type { Model } from "../../src/model.js";
+import type { Model } from "../../src/model/model.js";
 import { useTestModel, maxAbsDiff } from "../helpers/models.js";
 
 let model: Model;

@@ -6,9 +6,9 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TdbError } from "../../src/errors.js";
+import { TdbError } from "../../src/base/errors.js";
 import { hubFiles } from "../../src/io/hub.js";
-import { Model } from "../../src/model.js";
+import { Model } from "../../src/model/model.js";
 import { makeTestModel, type TestModel } from "../helpers/models.js";
 
 let tm: TestModel;

@@ -5,8 +5,8 @@
 import { cp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TdbError, type TdbErrorCode } from "../../src/errors.js";
-import { Model } from "../../src/model.js";
+import { TdbError, type TdbErrorCode } from "../../src/base/errors.js";
+import { Model } from "../../src/model/model.js";
 import { GraphBuilder } from "../../src/onnx/builder.js";
 import { encodeModel } from "../../src/onnx/proto.js";
 import { makeTestModel, type TestModel } from "../helpers/models.js";

@@ -6,8 +6,8 @@
 import { cp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TdbError } from "../../src/errors.js";
-import { Model } from "../../src/model.js";
+import { TdbError } from "../../src/base/errors.js";
+import { Model } from "../../src/model/model.js";
 import { encodeModel } from "../../src/onnx/proto.js";
 import { createSession } from "../../src/runtime/ort.js";
 import { fuseAttention } from "../helpers/fuse-attention.js";

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ModelProto } from "onnx-buf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Model } from "../../src/model.js";
+import { Model } from "../../src/model/model.js";
 import { decodeModel, encodeModel } from "../../src/onnx/proto.js";
 import { createSession } from "../../src/runtime/ort.js";
 import { FOUR_LAYER, makeTestModel, type TestModel } from "../helpers/models.js";

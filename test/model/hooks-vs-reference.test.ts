@@ -4,11 +4,11 @@
  * for a right-padded batch of three; and patching does not change the logits.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Model } from "../../src/model.js";
-import { TINY_GPT2, type Gpt2Config } from "../../src/fixtures/config.js";
+import { Model } from "../../src/model/model.js";
+import { TINY_GPT2, type Gpt2Config } from "../../src/synthetic/config.js";
 import { gpt2Reference, type RefResult } from "../reference/gpt2-forward.js";
 import { FOUR_LAYER, makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";
-import type { Activation } from "../../src/activation.js";
+import type { Activation } from "../../src/trace/activation.js";
 
 const TOL = 1e-4;
 

@@ -4,7 +4,7 @@
  * (`If` + past_key_values) export variant as transformers.js loads it.
  */
 import { describe, expect, it } from "vitest";
-import { Model } from "../../src/model.js";
+import { Model } from "../../src/model/model.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
 import { makeTestModel, maxAbsDiff, type TestModel, useTestModel } from "../helpers/models.js";
 

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { TensorProto_DataLocation, type ModelProto } from "onnx-buf";
 import { afterAll, describe, expect, it } from "vitest";
-import { TdbError } from "../../src/errors.js";
+import { TdbError } from "../../src/base/errors.js";
 import { externalizeData, forEachTensor, resolveExternalData } from "../../src/onnx/external.js";
 import { decodeModel, encodeModel } from "../../src/onnx/proto.js";
 import { attr, f32, fvi, graph, model, node, randn } from "./_build.js";

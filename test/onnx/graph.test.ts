@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { OperatorSetIdProtoSchema } from "onnx-buf";
 import { describe, expect, it } from "vitest";
-import { TdbError } from "../../src/errors.js";
+import { TdbError } from "../../src/base/errors.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import { addTapOutput, insertEditPoint } from "../../src/onnx/surgery.js";
 import { attr, f32, fvi, graph, mlpModel, model, node } from "./_build.js";

@@ -22,7 +22,7 @@ import { describe, expect, it } from "vitest";
 import { cloneStructure } from "../../src/onnx/clone.js";
 import { encodedSize, encodeMessage, utf8Length } from "../../src/onnx/encode.js";
 import { decodeModel, encodeModel } from "../../src/onnx/proto.js";
-import { TdbError } from "../../src/errors.js";
+import { TdbError } from "../../src/base/errors.js";
 import { attr, f32, fvi, graph, i64, mlpModel, model, node, randn } from "./_build.js";
 
 function firstDiff(a: Uint8Array, b: Uint8Array): number {

@@ -1,7 +1,7 @@
 import * as ort from "onnxruntime-node";
 import type { ModelProto } from "onnx-buf";
 import { describe, expect, it } from "vitest";
-import { TdbError } from "../../src/errors.js";
+import { TdbError } from "../../src/base/errors.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import { encodeModel } from "../../src/onnx/proto.js";
 import { addTapOutput, exposeValue, inlineIfBranch, insertEditPoint, pruneDeadNodes, removeUnusedInitializers, removeUnusedInputs } from "../../src/onnx/surgery.js";

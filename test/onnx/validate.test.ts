@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { TdbError } from "../../src/errors.js";
+import { TdbError } from "../../src/base/errors.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import { graphProblems, validateGraph } from "../../src/onnx/validate.js";
 import { attr, fvi, graph, mlpModel, model, node } from "./_build.js";

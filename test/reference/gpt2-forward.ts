@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { Gpt2Config } from "../../src/fixtures/config.js";
-import type { Gpt2Weights } from "../../src/fixtures/weights.js";
+import type { Gpt2Config } from "../../src/synthetic/config.js";
+import type { Gpt2Weights } from "../../src/synthetic/weights.js";
 
 /** A float64 tensor, row-major. */
 export interface RefTensor {

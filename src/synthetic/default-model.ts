@@ -7,8 +7,8 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { gpt2Config, TINY_GPT2, type Gpt2Config } from "./fixtures/config.js";
-import { ensureGpt2Model } from "./fixtures/write.js";
+import { gpt2Config, TINY_GPT2, type Gpt2Config } from "./config.js";
+import { ensureGpt2Model } from "./write.js";
 
 /**
  * The default model's architecture: {@link TINY_GPT2}'s 2 layers x 4 heads x 64 wide, with the

@@ -4,7 +4,7 @@
  * @module
  */
 import ndarray from "ndarray";
-import { TdbError } from "./errors.js";
+import { TdbError } from "../base/errors.js";
 
 /**
  * One tensor from a trace.

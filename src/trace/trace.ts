@@ -6,8 +6,8 @@
  */
 import { Activation } from "./activation.js";
 import { ActivationCache } from "./cache.js";
-import type { HookName } from "./hooks/names.js";
-import { TdbError } from "./errors.js";
+import type { HookName } from "../hooks/names.js";
+import { TdbError } from "../base/errors.js";
 
 /** How a trace turns token strings into ids and back. */
 export interface TokenCodec {

@@ -8,12 +8,12 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, type ModelProto } from "onnx-buf";
-import { TdbError } from "./errors.js";
-import type { ArchDims, HookMap } from "./hooks/adapter.js";
-import { hookKindOf, type HookName } from "./hooks/names.js";
-import { cloneStructure } from "./onnx/clone.js";
-import { OnnxGraph } from "./onnx/graph.js";
-import { addTapOutput, exposeValue, insertEditPoint, tensorValueInfo } from "./onnx/surgery.js";
+import { TdbError } from "../base/errors.js";
+import type { ArchDims, HookMap } from "../hooks/adapter.js";
+import { hookKindOf, type HookName } from "../hooks/names.js";
+import { cloneStructure } from "../onnx/clone.js";
+import { OnnxGraph } from "../onnx/graph.js";
+import { addTapOutput, exposeValue, insertEditPoint, tensorValueInfo } from "../onnx/surgery.js";
 
 /** Graph input holding, per batch row, the positions whose logits are computed: int64 [batch, n, 1]. */
 export const LOGIT_POSITIONS_INPUT = "tdb_logit_positions";

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { TdbError } from "./errors.js";
-import type { ArchDims } from "./hooks/adapter.js";
+import { TdbError } from "../base/errors.js";
+import type { ArchDims } from "../hooks/adapter.js";
 
 /** A model's configuration: the raw `config.json` plus the dims tdb-js uses. */
 export interface ModelConfig extends ArchDims {

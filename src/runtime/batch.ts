@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { TdbError } from "./errors.js";
+import { TdbError } from "../base/errors.js";
 
 /** A tokenized, right-padded batch. */
 export interface TokenBatch {

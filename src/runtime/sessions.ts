@@ -9,11 +9,11 @@
  */
 import type { ModelProto } from "onnx-buf";
 import type { ModelConfig } from "./config.js";
-import type { HookMap } from "./hooks/adapter.js";
-import type { HookName } from "./hooks/names.js";
-import { encodeModel } from "./onnx/proto.js";
-import { buildPatchedGraph, type PatchedGraph } from "./patching.js";
-import { createSession, type Device, type OptimizationLevel, type Session } from "./runtime/ort.js";
+import type { HookMap } from "../hooks/adapter.js";
+import type { HookName } from "../hooks/names.js";
+import { encodeModel } from "../onnx/proto.js";
+import { buildPatchedGraph, type PatchedGraph } from "./patched-graph.js";
+import { createSession, type Device, type OptimizationLevel, type Session } from "./ort.js";
 
 /** What a patched session must offer. */
 export interface PatchedRequest {

@@ -4,8 +4,8 @@
  * @module
  */
 import type { Activation } from "./activation.js";
-import { TdbError, formatAllowed } from "./errors.js";
-import { parseHookName, resolveHookAlias, type HookName } from "./hooks/names.js";
+import { TdbError, formatAllowed } from "../base/errors.js";
+import { parseHookName, resolveHookAlias, type HookName } from "../hooks/names.js";
 
 /**
  * Activations by hook name, in forward order.

@@ -4,8 +4,8 @@
  * @module
  */
 import type { PreTrainedTokenizer } from "@huggingface/transformers";
-import { TdbError } from "./errors.js";
-import { readText, type ModelFiles } from "./io/files.js";
+import { TdbError } from "../base/errors.js";
+import { readText, type ModelFiles } from "../io/files.js";
 
 const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json"] as const;
 

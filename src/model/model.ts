@@ -5,34 +5,34 @@
  */
 import type { PreTrainedTokenizer } from "@huggingface/transformers";
 import type { ModelProto } from "onnx-buf";
-import { Activation } from "./activation.js";
-import { ActivationCache } from "./cache.js";
-import { parseConfig, type ModelConfig } from "./config.js";
-import { TdbError, formatAllowed } from "./errors.js";
-import type { ArchitectureAdapter, HookMap, ModelWeights } from "./hooks/adapter.js";
-import { gpt2Adapter } from "./hooks/gpt2.js";
-import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "./hooks/names.js";
-import { readText, type ModelFiles } from "./io/files.js";
-import type { HubOptions } from "./io/hub.js";
-import { resolveExternalData } from "./onnx/external.js";
-import { OnnxGraph } from "./onnx/graph.js";
-import { decodeModel } from "./onnx/proto.js";
-import { inlineIfBranch, pruneDeadNodes, removeUnusedInputs } from "./onnx/surgery.js";
-import { buildPatchedGraph, LOGIT_POSITIONS_INPUT, rowsInput, type PatchedGraph } from "./patching.js";
-import type { HostTensor } from "./onnx/tensor.js";
-import { padBatch, type TokenBatch } from "./batch.js";
-import type { Device, OptimizationLevel, Session } from "./runtime/ort.js";
-import { SessionPool, type PatchedSession } from "./sessions.js";
-import { Trace, type TokenCodec } from "./trace.js";
-import { loadTokenizer } from "./tokenizer.js";
-import { resolvePosition } from "./positions.js";
-import type { Edit } from "./intervene/edits.js";
-import { intervene, type InterveneOptions } from "./intervene/intervene.js";
-import type { InterventionResult } from "./intervene/result.js";
-import { patchingSweep, type SweepOptions, type SweepResult } from "./intervene/sweep.js";
-import { generate, type GenerateOptions, type Generation } from "./intervene/generate.js";
-import { attribute, traceUpstream, type AttributeOptions, type NodeTable, type UpstreamNode, type UpstreamOptions } from "./attribution/node-table.js";
-import { directLogitAttribution, logitLens, type DlaResult, type LogitDiffOptions, type LogitLensRow } from "./attribution/dla.js";
+import { Activation } from "../trace/activation.js";
+import { ActivationCache } from "../trace/cache.js";
+import { parseConfig, type ModelConfig } from "../runtime/config.js";
+import { TdbError, formatAllowed } from "../base/errors.js";
+import type { ArchitectureAdapter, HookMap, ModelWeights } from "../hooks/adapter.js";
+import { gpt2Adapter } from "../hooks/gpt2.js";
+import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "../hooks/names.js";
+import { readText, type ModelFiles } from "../io/files.js";
+import type { HubOptions } from "../io/hub.js";
+import { resolveExternalData } from "../onnx/external.js";
+import { OnnxGraph } from "../onnx/graph.js";
+import { decodeModel } from "../onnx/proto.js";
+import { inlineIfBranch, pruneDeadNodes, removeUnusedInputs } from "../onnx/surgery.js";
+import { buildPatchedGraph, LOGIT_POSITIONS_INPUT, rowsInput, type PatchedGraph } from "../runtime/patched-graph.js";
+import type { HostTensor } from "../onnx/tensor.js";
+import { padBatch, type TokenBatch } from "../runtime/batch.js";
+import type { Device, OptimizationLevel, Session } from "../runtime/ort.js";
+import { SessionPool, type PatchedSession } from "../runtime/sessions.js";
+import { Trace, type TokenCodec } from "../trace/trace.js";
+import { loadTokenizer } from "../runtime/tokenizer.js";
+import { resolvePosition } from "../base/positions.js";
+import type { Edit } from "../intervene/edits.js";
+import { intervene, type InterveneOptions } from "../intervene/intervene.js";
+import type { InterventionResult } from "../intervene/result.js";
+import { patchingSweep, type SweepOptions, type SweepResult } from "../intervene/sweep.js";
+import { generate, type GenerateOptions, type Generation } from "../intervene/generate.js";
+import { attribute, traceUpstream, type AttributeOptions, type NodeTable, type UpstreamNode, type UpstreamOptions } from "../attribution/node-table.js";
+import { directLogitAttribution, logitLens, type DlaResult, type LogitDiffOptions, type LogitLensRow } from "../attribution/dla.js";
 
 /** Adapters by config `model_type`. */
 const ADAPTERS: readonly ArchitectureAdapter[] = [gpt2Adapter];
@@ -114,8 +114,8 @@ export interface RunSpec {
 async function loadFiles(idOrDir: string, opts: LoadOptions): Promise<ModelFiles> {
   if (opts.files) return opts.files;
   const { existsSync } = await import("node:fs");
-  if (existsSync(idOrDir)) return (await import("./io/node-files.js")).directoryFiles(idOrDir);
-  const hub = await import("./io/hub.js");
+  if (existsSync(idOrDir)) return (await import("../io/node-files.js")).directoryFiles(idOrDir);
+  const hub = await import("../io/hub.js");
   if (!hub.isHubId(idOrDir)) {
     throw new TdbError("E_MISSING_FILE", `${JSON.stringify(idOrDir)} is neither an existing directory nor a hub id (owner/name)`, {
       value: idOrDir,
