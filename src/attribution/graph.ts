@@ -5,17 +5,17 @@
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
-import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, type ModelProto } from "onnx-buf";
+import type { ModelProto } from "onnx-buf";
 import { addGradients } from "../autodiff/backward.js";
 import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
-import type { Model } from "../model/model.js";
+import type { ModelRuntime } from "../runtime/runtime.js";
+import type { AttrInput } from "../onnx/builder.js";
+import { GraphEmitter } from "../onnx/emit.js";
 import { OnnxGraph } from "../onnx/graph.js";
 import { exposeValue, tensorValueInfo } from "../onnx/surgery.js";
 import { tensorToProto } from "../onnx/tensor.js";
 import { buildPatchedGraph, editableValue } from "../runtime/patched-graph.js";
-import { findBlockScopes } from "../hooks/gpt2.js";
 
 /** Graph input: how many nodes per column the in-graph top-k keeps (int64 [1]). */
 export const TOP_K_INPUT = "tdb_top_k";
@@ -62,67 +62,39 @@ export interface AttributionGraph {
   valueWriteDotGrad: string[];
 }
 
-/**
- * The model's own `mlp.c_proj` weight initializer of block `layer` when it is W_out as it is
- * ([d_mlp, d_model] float, a Conv1D Gemm without transB): reused, not copied (12 x 9 MB for GPT-2 small).
- */
-function existingWOut(g: OnnxGraph, layer: number, model: Model): string | undefined {
-  const scope = findBlockScopes(g).get(layer);
-  const gemm = scope ? g.nodesInScope(`${scope}/mlp/c_proj`).find((n) => n.opType === "Gemm") : undefined;
-  const name = gemm?.input[1];
-  const t = name ? g.initializer(name) : undefined;
-  const transB = gemm?.attribute.find((a) => a.name === "transB")?.i ?? 0n;
-  const dims = t?.dims.map(Number);
-  const ok = t && transB === 0n && t.dataType === 1 && dims?.length === 2 && dims[0] === model.config.dMlp && dims[1] === model.config.dModel;
-  return ok ? name : undefined;
-}
-
-/** The value of the final LayerNorm's scale (its `Sqrt`), to hold constant. */
-function finalLnScale(g: OnnxGraph, model: Model): string {
+/** The value of the final LayerNorm's scale, to hold constant. */
+function finalLnScale(g: OnnxGraph, model: ModelRuntime): string {
   const resid = editableValue(model.hookMap, `blocks.${model.config.nLayers - 1}.hook_resid_post`);
-  const scope = g.nodes.find((n) => /\/ln_f\//.test(n.name))?.name.replace(/\/ln_f\/.*$/, "/ln_f");
-  const sqrt = scope ? g.nodesInScope(scope).find((n) => n.opType === "Sqrt") : undefined;
-  if (!sqrt?.output[0]) {
+  const scale = model.adapter.finalNormScale(g, model.config);
+  if (!scale) {
     throw new TdbError(
       "E_UNSUPPORTED_GRAPH",
-      `cannot hold the final LayerNorm scale constant: no decomposed LayerNorm (Sqrt) under .../ln_f/ reading ${resid} (fused graph?); pass detachFinalLnScale: false`,
-      { value: scope, allowed: ["detachFinalLnScale: false"] },
+      `cannot hold the final LayerNorm scale constant: the ${model.adapter.name} adapter finds no decomposed final LayerNorm reading ${resid} (fused graph?); pass detachFinalLnScale: false`,
+      { value: resid, allowed: ["detachFinalLnScale: false"] },
     );
   }
-  return sqrt.output[0];
+  return scale;
 }
 
 /** Builds the attribution graph of `model` for `loss`. */
-export function buildAttributionGraph(model: Model, loss: AttributionLoss, detachFinalLnScale: boolean): AttributionGraph {
+export function buildAttributionGraph(model: ModelRuntime, loss: AttributionLoss, detachFinalLnScale: boolean): AttributionGraph {
   const L = model.config.nLayers;
   const H = model.config.nHeads;
   const reads: HookName = loss.kind === "value" ? loss.reads : `blocks.${L - 1}.hook_resid_post`;
   const hooks: HookName[] = ["hook_embed", reads];
   // MLP activations stay inside the graph (their columns and top-k are computed there).
   for (let l = 0; l < L; l++) hooks.push(`blocks.${l}.attn.hook_pattern`, `blocks.${l}.attn.hook_v`);
-  const patched = buildPatchedGraph(model.baseModel, model.hookMap, model.config, { hooks, selectLogits: true });
+  const patched = buildPatchedGraph(model.base, model.hookMap, model.config, { hooks, selectLogits: true });
   const g = OnnxGraph.fromModel(patched.model);
   const out = (h: HookName) => patched.outputs.get(h)!;
   const value = (h: HookName) => editableValue(model.hookMap, h);
-  const node = (opType: string, input: string[], base: string, attribute: ReturnType<typeof create<typeof AttributeProtoSchema>>[] = []) => {
-    const output = g.uniqueName(`/tdb/attr/${base}_output_0`);
-    g.addNode(create(NodeProtoSchema, { opType, input, output: [output], name: g.uniqueName(`/tdb/attr/${base}`), attribute }));
-    return output;
-  };
+  const e = new GraphEmitter(g, "/tdb/attr");
+  const node = (opType: string, input: string[], base: string, attrs: Record<string, AttrInput> = {}) => e.op(opType, input, attrs, base);
 
   // Loss.
-  let lossValue: string;
-  if (loss.kind === "logitDiff") {
-    g.addInput(tensorValueInfo(LOSS_WEIGHTS_INPUT, "float32", [model.config.dVocab]));
-    lossValue = node("ReduceSum", [node("Mul", ["logits", LOSS_WEIGHTS_INPUT], "LossMul")], "Loss", [
-      create(AttributeProtoSchema, { name: "keepdims", type: AttributeProto_AttributeType.INT, i: 0n }),
-    ]);
-  } else {
-    g.addInput(tensorValueInfo(LOSS_WEIGHTS_INPUT, "float32"));
-    lossValue = node("ReduceSum", [node("Mul", [value(loss.hook), LOSS_WEIGHTS_INPUT], "LossMul")], "Loss", [
-      create(AttributeProtoSchema, { name: "keepdims", type: AttributeProto_AttributeType.INT, i: 0n }),
-    ]);
-  }
+  g.addInput(loss.kind === "logitDiff" ? tensorValueInfo(LOSS_WEIGHTS_INPUT, "float32", [model.config.dVocab]) : tensorValueInfo(LOSS_WEIGHTS_INPUT, "float32"));
+  const scored = loss.kind === "logitDiff" ? "logits" : value(loss.hook);
+  const lossValue = node("ReduceSum", [node("Mul", [scored, LOSS_WEIGHTS_INPUT], "LossMul")], "Loss", { keepdims: 0 });
   exposeValue(g, lossValue);
 
   // v[k, h] W_O[h] per layer: Transpose v [B,S,H,dh] -> [B,H,S,dh], MatMul with W_O [H,dh,d].
@@ -131,9 +103,7 @@ export function buildAttributionGraph(model: Model, loss: AttributionLoss, detac
     const { W_O } = model.weights.blocks[l]!;
     const wName = g.uniqueName(`/tdb/attr/layer${l}/W_O`);
     g.addInitializer(tensorToProto(wName, W_O.data, [H, model.config.dHead, model.config.dModel]));
-    const vt = node("Transpose", [value(`blocks.${l}.attn.hook_v`)], `layer${l}/vT`, [
-      create(AttributeProtoSchema, { name: "perm", type: AttributeProto_AttributeType.INTS, ints: [0n, 2n, 1n, 3n] }),
-    ]);
+    const vt = node("Transpose", [value(`blocks.${l}.attn.hook_v`)], `layer${l}/vT`, { perm: [0, 2, 1, 3] });
     valueWrite.push(node("MatMul", [vt, wName], `layer${l}/vW_O`));
   }
 
@@ -146,37 +116,16 @@ export function buildAttributionGraph(model: Model, loss: AttributionLoss, detac
   const grad = (v: string) => grads.get(v)!;
   // Norms and dot products with the residual gradient of the value writes, computed in
   // onnxruntime (the writes themselves are n_layer x n_head x pos x d_model floats).
-  const gT = node("Transpose", [grad(value(reads))], "gradResidT", [
-    create(AttributeProtoSchema, { name: "perm", type: AttributeProto_AttributeType.INTS, ints: [0n, 2n, 1n] }),
-  ]);
-  const valueWriteNorm = valueWrite.map((vw, l) => {
-    if (g.opsetVersion() >= 18) {
-      const axes = g.uniqueName(`/tdb/attr/layer${l}/axes`);
-      g.addInitializer(tensorToProto(axes, new BigInt64Array([-1n]), [1]));
-      return exposeValue(g, node("ReduceL2", [vw, axes], `layer${l}/vwNorm`, [create(AttributeProtoSchema, { name: "keepdims", type: AttributeProto_AttributeType.INT, i: 0n })]));
-    }
-    return exposeValue(
-      g,
-      node("ReduceL2", [vw], `layer${l}/vwNorm`, [
-        create(AttributeProtoSchema, { name: "axes", type: AttributeProto_AttributeType.INTS, ints: [-1n] }),
-        create(AttributeProtoSchema, { name: "keepdims", type: AttributeProto_AttributeType.INT, i: 0n }),
-      ]),
-    );
-  });
+  const gT = node("Transpose", [grad(value(reads))], "gradResidT", { perm: [0, 2, 1] });
+  const valueWriteNorm = valueWrite.map((vw, l) => exposeValue(g, e.reduce("ReduceL2", vw, [-1], false, {}, `layer${l}/vwNorm`)));
   const valueWriteDotGrad = valueWrite.map((vw, l) => exposeValue(g, node("MatMul", [vw, gT], `layer${l}/vwDotG`)));
   // The neuron columns and their top-k, in onnxruntime: 2.4M neurons for GPT-2 small at 64 tokens.
   // direct = a * (g[t] . W_out[i]) with Gemm(g [S, d], W_out [d_mlp, d], transB); write = |a| ||W_out[i]||.
-  const int = (name: string, i: bigint) => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i });
-  const constI64 = (base: string, values: bigint[]) => {
-    const n = g.uniqueName(`/tdb/attr/${base}`);
-    g.addInitializer(tensorToProto(n, new BigInt64Array(values), [values.length]));
-    return n;
-  };
   g.addInput(tensorValueInfo(TOP_K_INPUT, "int64", [1]));
   g.addInput(tensorValueInfo(NEURON_DIRECT_MASK_INPUT, "float32", [L]));
-  const rowsByD = constI64("rows_by_d", [-1n, BigInt(model.config.dModel)]);
-  const flat = constI64("flat", [-1n]);
-  const rowsByMlp = constI64("rows_by_d_mlp", [-1n, BigInt(model.config.dMlp)]);
+  const rowsByD = e.ints([-1, model.config.dModel]);
+  const flat = e.ints([-1]);
+  const rowsByMlp = e.ints([-1, model.config.dMlp]);
   const g2 = node("Reshape", [grad(value(reads)), rowsByD], "gradResid2d");
   const neuronPicks: string[] = [];
   const neuronColumns: string[] = [];
@@ -187,40 +136,31 @@ export function buildAttributionGraph(model: Model, loss: AttributionLoss, detac
   });
   for (let l = 0; l < L; l++) {
     const p = `layer${l}/neurons`;
-    const wName = existingWOut(g, l, model) ?? g.uniqueName(`/tdb/attr/layer${l}/W_out`);
+    const wName = model.adapter.mlpOutWeight(g, l, model.config) ?? g.uniqueName(`/tdb/attr/layer${l}/W_out`);
     if (!g.initializer(wName)) g.addInitializer(tensorToProto(wName, model.weights.blocks[l]!.W_out.data, [model.config.dMlp, model.config.dModel]));
     const nName = g.uniqueName(`/tdb/attr/layer${l}/W_out_norm`);
     g.addInitializer(tensorToProto(nName, norms[l]!, [model.config.dMlp]));
     const post = value(`blocks.${l}.mlp.hook_post`);
-    const gW = node("Gemm", [g2, wName], `${p}/gW_out`, [int("transB", 1n)]);
+    const gW = node("Gemm", [g2, wName], `${p}/gW_out`, { transB: 1 });
     const a = node("Reshape", [post, flat], `${p}/a`);
     const total3 = node("Mul", [post, grad(post)], `${p}/total3`);
-    neuronTokenTotals.push(exposeValue(g, node("ReduceSum", [total3, constI64(`${p}/last_axis`, [-1n])], `${p}/tokenTotal`, [int("keepdims", 0n)])));
+    neuronTokenTotals.push(exposeValue(g, e.reduce("ReduceSum", total3, [-1], false, {}, `${p}/tokenTotal`)));
+    const directMask = node("Gather", [NEURON_DIRECT_MASK_INPUT, e.ints([l])], `${p}/directMask`);
     const columns = [
       a,
       node("Reshape", [node("Mul", [node("Abs", [post], `${p}/abs`), nName], `${p}/write3`), flat], `${p}/write`),
-      node(
-        "Reshape",
-        [node("Mul", [node("Mul", [node("Reshape", [post, rowsByMlp], `${p}/a2d`), gW], `${p}/direct2d`), node("Gather", [NEURON_DIRECT_MASK_INPUT, constI64(`${p}/layer`, [BigInt(l)])], `${p}/directMask`)], `${p}/directMasked`), flat],
-        `${p}/direct`,
-      ),
+      node("Reshape", [node("Mul", [node("Mul", [node("Reshape", [post, rowsByMlp], `${p}/a2d`), gW], `${p}/direct2d`), directMask], `${p}/directMasked`), flat], `${p}/direct`),
       node("Reshape", [total3, flat], `${p}/total`),
     ];
     const picks = [
-      ...columns.map((c, i) => ({ c, largest: 1n, i })),
-      { c: columns[2]!, largest: 0n, i: 4 },
-      { c: columns[3]!, largest: 0n, i: 5 },
-    ].map(({ c, largest, i }) => {
-      const vals = g.uniqueName(`/tdb/attr/${p}/top${i}_values`);
-      const idx = g.uniqueName(`/tdb/attr/${p}/top${i}_indices`);
-      g.addNode(create(NodeProtoSchema, { opType: "TopK", name: g.uniqueName(`/tdb/attr/${p}/TopK${i}`), input: [c, TOP_K_INPUT], output: [vals, idx], attribute: [int("largest", largest), int("sorted", 0n)] }));
-      return idx;
-    });
-    const idx = node("Concat", picks, `${p}/picks`, [int("axis", 0n)]);
+      ...columns.map((c, i) => ({ c, largest: 1, i })),
+      { c: columns[2]!, largest: 0, i: 4 },
+      { c: columns[3]!, largest: 0, i: 5 },
+    ].map(({ c, largest, i }) => e.node("TopK", [c, TOP_K_INPUT], { largest, sorted: 0 }, 2, `${p}/TopK${i}`)[1]!);
+    const idx = node("Concat", picks, `${p}/picks`, { axis: 0 });
     neuronPicks.push(exposeValue(g, idx));
-    const unsq = constI64(`${p}/axis0`, [0n]);
-    const gathered = columns.map((c, i) => node("Unsqueeze", [node("Gather", [c, idx], `${p}/gather${i}`), unsq], `${p}/row${i}`));
-    neuronColumns.push(exposeValue(g, node("Concat", gathered, `${p}/columns`, [int("axis", 0n)])));
+    const gathered = columns.map((c, i) => e.unsqueeze(node("Gather", [c, idx], `${p}/gather${i}`), [0], `${p}/row${i}`));
+    neuronColumns.push(exposeValue(g, node("Concat", gathered, `${p}/columns`, { axis: 0 })));
   }
   return {
     model: g.model,

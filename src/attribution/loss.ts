@@ -6,7 +6,7 @@
  * @module
  */
 import { TdbError } from "../base/errors.js";
-import type { Model } from "../model/model.js";
+import type { ModelRuntime } from "../runtime/runtime.js";
 import type { TokenLike } from "../trace/trace.js";
 
 /** Target and distractor tokens, resolved to ids. */
@@ -15,7 +15,7 @@ export interface LogitDiffTokens {
   distractors: number[];
 }
 
-function ids(model: Model, side: string, x: TokenLike | readonly TokenLike[]): number[] {
+function ids(model: ModelRuntime, side: string, x: TokenLike | readonly TokenLike[]): number[] {
   const list = Array.isArray(x) ? (x as readonly TokenLike[]) : [x as TokenLike];
   if (list.length === 0) throw new TdbError("E_BAD_INPUT", `${side} is empty; give at least one token`, { value: [] });
   return list.map((t) => {
@@ -31,7 +31,7 @@ function ids(model: Model, side: string, x: TokenLike | readonly TokenLike[]): n
  * Resolves target and distractor tokens. Strings must be single tokens (pass a list for several
  * tokens); the two sides must differ.
  */
-export function resolveLogitDiff(model: Model, target: TokenLike | readonly TokenLike[], distractor: TokenLike | readonly TokenLike[]): LogitDiffTokens {
+export function resolveLogitDiff(model: ModelRuntime, target: TokenLike | readonly TokenLike[], distractor: TokenLike | readonly TokenLike[]): LogitDiffTokens {
   const targets = ids(model, "target", target);
   const distractors = ids(model, "distractor", distractor);
   const same = targets.length === distractors.length && [...targets].sort().join() === [...distractors].sort().join();
@@ -53,7 +53,7 @@ export function lossWeights(dVocab: number, t: LogitDiffTokens): Float32Array {
 }
 
 /** The unembedding direction `u = W_U w` (d_model): the loss is `LN(resid) . u`. */
-export function unembedDirection(model: Model, w: Float32Array): Float64Array {
+export function unembedDirection(model: ModelRuntime, w: Float32Array): Float64Array {
   const { W_U } = model.weights;
   const d = model.config.dModel;
   const V = model.config.dVocab;
@@ -70,7 +70,7 @@ export function unembedDirection(model: Model, w: Float32Array): Float64Array {
  * `g = center(w_ln * u) / scale` (centering is the LayerNorm's mean subtraction, a symmetric
  * projection). With it, `resid . g + b_ln . u` is exactly the loss.
  */
-export function residualGradient(model: Model, u: Float64Array, scale: number): Float64Array {
+export function residualGradient(model: ModelRuntime, u: Float64Array, scale: number): Float64Array {
   const w = model.weights.lnf_w.data;
   const d = model.config.dModel;
   const g = Float64Array.from(u, (x, i) => x * w[i]!);

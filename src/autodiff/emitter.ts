@@ -1,20 +1,18 @@
 /**
- * The node-writing half of the backward pass: an {@link Emitter} appends ONNX nodes to a graph
- * under a name scope, keeps the static facts of what it writes up to date, caches constants and
- * shapes, and spells opset-dependent ops (axes as attribute or input) for the graph's opset.
+ * The node-writing half of the backward pass: an {@link Emitter} is the ONNX layer's
+ * {@link GraphEmitter} (naming, constants, opset-dependent spellings) that also keeps the static
+ * facts of what it writes up to date, caches shapes, and knows the arithmetic gradients need
+ * (broadcast reduction, fills, casts).
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
-import { NodeProtoSchema, TensorProto_DataType as DT } from "onnx-buf";
+import { TensorProto_DataType as DT, type NodeProto } from "onnx-buf";
 import { TdbError } from "../base/errors.js";
-import { makeAttribute, type AttrInput } from "../onnx/builder.js";
+import { GraphEmitter, INT64_MAX } from "../onnx/emit.js";
 import type { OnnxGraph } from "../onnx/graph.js";
 import { tensorToProto, type AnyTypedArray, type ElemType } from "../onnx/tensor.js";
 import type { ValueFactsTable } from "./infer.js";
 
-/** Largest int64, an open-ended Slice end. */
-export const INT64_MAX = 9223372036854775807n;
 
 const TYPE_NAME: Record<number, string> = { [DT.FLOAT]: "float32", [DT.DOUBLE]: "float64", [DT.FLOAT16]: "float16", [DT.BFLOAT16]: "bfloat16" };
 
@@ -38,42 +36,21 @@ function floatData(values: readonly number[], elemType: number): { data: AnyType
  * const dx = e.mul(dy, e.scalar(0.5, e.typeOf(dy)));
  * ```
  */
-export class Emitter {
-  /** The graph's ai.onnx opset. */
-  readonly opset: number;
-  /** Name scope of the next nodes. */
-  scope: string;
-  private readonly counters = new Map<string, number>();
-  private readonly constants = new Map<string, string>();
+export class Emitter extends GraphEmitter {
   private readonly shapes = new Map<string, string>();
 
   /** An emitter appending to `g`, keeping `facts` up to date, naming nodes under `prefix`. */
   constructor(
-    readonly g: OnnxGraph,
+    g: OnnxGraph,
     readonly facts: ValueFactsTable,
-    readonly prefix: string,
+    prefix: string,
   ) {
-    this.opset = g.opsetVersion();
-    this.scope = prefix;
+    super(g, prefix);
   }
 
-  /** Appends a node and returns its output names: `outputs` fresh ones, or the names given. */
-  node(opType: string, inputs: readonly string[], attrs: Record<string, AttrInput> = {}, outputs: number | readonly string[] = 1): string[] {
-    const base = `${this.scope}/${opType}`;
-    const k = this.counters.get(base) ?? 0;
-    this.counters.set(base, k + 1);
-    const name = this.g.uniqueName(k === 0 ? base : `${base}_${k}`);
-    const output = typeof outputs === "number" ? Array.from({ length: outputs }, (_, i) => this.g.uniqueName(`${name}_output_${i}`)) : [...outputs];
-    const attribute = Object.entries(attrs).map(([a, v]) => makeAttribute(a, v));
-    const node = create(NodeProtoSchema, { name, opType, input: [...inputs], output, attribute, domain: "" });
-    this.g.addNode(node);
+  /** Keeps the static facts of every emitted node up to date. */
+  protected override emitted(node: NodeProto): void {
     this.facts.inferNode(node);
-    return output;
-  }
-
-  /** Appends a single-output node and returns its output name. */
-  op(opType: string, inputs: readonly string[], attrs: Record<string, AttrInput> = {}): string {
-    return this.node(opType, inputs, attrs)[0]!;
   }
 
   /** The element type of a value; throws `E_UNSUPPORTED_GRAPH` when it cannot be told. */
@@ -81,28 +58,6 @@ export class Emitter {
     const t = this.facts.elemType(v);
     if (t === undefined) throw new TdbError("E_UNSUPPORTED_GRAPH", `cannot tell the element type of ${v}`, { value: v });
     return t;
-  }
-
-  private constant(key: string, data: AnyTypedArray, dims: readonly number[], type: ElemType): string {
-    const hit = this.constants.get(key);
-    if (hit) return hit;
-    const scope = this.scope;
-    this.scope = `${this.prefix}/const`;
-    const out = this.op("Constant", [], { value: tensorToProto("", data, dims, type) });
-    this.scope = scope;
-    this.constants.set(key, out);
-    return out;
-  }
-
-  /** An int64 constant (a 1-D vector unless `dims` says otherwise, e.g. `[]` for a scalar). */
-  ints(values: readonly (number | bigint)[], dims: readonly number[] = [values.length]): string {
-    return this.constant(`i64:${dims.join("x")}:${values.join(",")}`, new BigInt64Array(values.map((v) => BigInt(v))), dims, "int64");
-  }
-
-  /** A rank-0 float constant of element type `elemType`. */
-  scalar(value: number, elemType: number): string {
-    const { data, type } = floatData([value], elemType);
-    return this.constant(`${type}:${value}`, data, [], type);
   }
 
   /** `Shape(x)`, emitted once per value. */
@@ -160,27 +115,14 @@ export class Emitter {
     return this.op("Transpose", [x], { perm: [...perm] });
   }
 
-  /** `Unsqueeze(x, axes)` (axes: numbers or an int64 tensor). */
-  unsqueeze(x: string, axes: readonly number[] | string): string {
-    return this.op("Unsqueeze", [x, typeof axes === "string" ? axes : this.ints(axes)]);
-  }
-
-  /** `Squeeze(x, axes)`. */
-  squeeze(x: string, axes: readonly number[]): string {
-    return this.op("Squeeze", [x, this.ints(axes)]);
-  }
-
   /** `ReduceSum(x, axes)` (axes: numbers or an int64 tensor). */
   reduceSum(x: string, axes: readonly number[] | string, keepdims: boolean, noopWithEmptyAxes = false): string {
-    const a = typeof axes === "string" ? axes : this.ints(axes);
-    return this.op("ReduceSum", [x, a], { keepdims: keepdims ? 1 : 0, noop_with_empty_axes: noopWithEmptyAxes ? 1 : 0 });
+    return this.reduce("ReduceSum", x, axes, keepdims, { noop_with_empty_axes: noopWithEmptyAxes ? 1 : 0 });
   }
 
   /** `ReduceMean(x, axes)`: axes as an attribute before opset 18, as an input from 18. */
   reduceMean(x: string, axes: readonly number[], keepdims: boolean): string {
-    const k = keepdims ? 1 : 0;
-    if (this.opset >= 18) return this.op("ReduceMean", [x, this.ints(axes)], { keepdims: k });
-    return this.op("ReduceMean", [x], { axes: [...axes], keepdims: k });
+    return this.reduce("ReduceMean", x, axes, keepdims);
   }
 
   /** The product of all elements of a 1-D int64 tensor, as a `[1]` tensor (1 for an empty one). */

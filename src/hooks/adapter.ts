@@ -106,4 +106,16 @@ export interface ArchitectureAdapter {
   discover(g: OnnxGraph, dims: ArchDims): HookMap;
   /** Reads the analysis weights from the graph initializers. */
   weights(g: OnnxGraph, dims: ArchDims): ModelWeights;
+  /**
+   * The value holding the final normalisation's scale (LayerNorm: `sqrt(var + eps)`; RMSNorm:
+   * `sqrt(mean(x^2) + eps)`), which attribution holds constant; undefined when the graph hides
+   * it (a fused normalisation op).
+   */
+  finalNormScale(g: OnnxGraph, dims: ArchDims): string | undefined;
+  /**
+   * An initializer that is block `layer`'s W_out exactly as {@link LayerWeights.W_out} lays it
+   * out ([d_mlp, d_model], float32), so graphs built on this one can read it instead of a copy;
+   * undefined when the graph stores it otherwise (transposed, fused, quantized).
+   */
+  mlpOutWeight(g: OnnxGraph, layer: number, dims: ArchDims): string | undefined;
 }

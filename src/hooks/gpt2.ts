@@ -7,32 +7,21 @@
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
-import { NodeProtoSchema, type NodeProto } from "onnx-buf";
+import { AttributeProto_AttributeType, type NodeProto } from "onnx-buf";
 import { TdbError } from "../base/errors.js";
+import { lazyRecord, once } from "../base/lazy.js";
+import { GraphEmitter } from "../onnx/emit.js";
 import type { OnnxGraph } from "../onnx/graph.js";
 import { tensorFromProto, type HostTensor } from "../onnx/tensor.js";
 import type { ArchDims, ArchitectureAdapter, HookMap, HookSource, LayerWeights, ModelWeights } from "./adapter.js";
 import { addLnScale } from "./ln-scale.js";
 import { addPerHeadResult } from "./per-head-result.js";
 import { hookNamesFor, type HookName } from "./names.js";
-
-const BLOCK_RE = /^(.*\/h\.(\d+))\//;
+import { finalLnScope, findBlockScopes, gpt2FinalNormScale, gpt2MlpOutWeight } from "./gpt2-locate.js";
 
 interface Found {
   sources: Map<HookName, HookSource>;
   unavailable: Map<HookName, string>;
-}
-
-/** Block scopes by layer, e.g. 3 -> "/transformer/h.3". */
-export function findBlockScopes(g: OnnxGraph): Map<number, string> {
-  const scopes = new Map<number, string>();
-  for (const n of g.nodes) {
-    if (n.name.startsWith("/tdb/")) continue; // nodes tdb-js added (taps, edits, backward) name their sources' scopes
-    const m = BLOCK_RE.exec(n.name);
-    if (m) scopes.set(Number(m[2]), m[1]!);
-  }
-  return scopes;
 }
 
 const inScope = (n: NodeProto, scope: string) => n.name.startsWith(scope + "/");
@@ -113,11 +102,7 @@ function setFusedMlp(f: Found, g: OnnxGraph, mlp: string, pre: HookName, post: H
     const b = bias;
     f.sources.set(pre, {
       kind: "computed",
-      build: (gg) => {
-        const out = gg.uniqueName(`/tdb/${mlp}/pre_output_0`);
-        gg.addNode(create(NodeProtoSchema, { opType: "Add", input: [x!, b], output: [out], name: gg.uniqueName(`/tdb/${mlp}/pre`) }));
-        return out;
-      },
+      build: (gg) => new GraphEmitter(gg, `/tdb/${mlp}`).op("Add", [x!, b], {}, "pre"),
     });
   }
   return true;
@@ -169,7 +154,8 @@ function discoverBlock(g: OnnxGraph, dims: ArchDims, layer: number, scope: strin
   const wO = cProj?.input[1];
   if (z && wO && g.initializer(wO)) {
     const zName = z;
-    f.sources.set(h("attn.hook_result"), { kind: "computed", build: (gg) => addPerHeadResult(gg, zName, wO, layer, dims.nHeads) });
+    const layout = cProj?.opType === "Gemm" ? { transB: numAttr(cProj, "transB", 0) !== 0, alpha: numAttr(cProj, "alpha", 1) } : {};
+    f.sources.set(h("attn.hook_result"), { kind: "computed", build: (gg) => addPerHeadResult(gg, zName, wO, layer, dims.nHeads, layout) });
   } else {
     f.unavailable.set(h("attn.hook_result"), z ? `no c_proj weight initializer under ${attn}/c_proj` : qkvReason());
   }
@@ -223,7 +209,7 @@ function discover(g: OnnxGraph, dims: ArchDims): HookMap {
       }
     }
   }
-  const lnfScope = g.nodes.find((n) => /\/ln_f\//.test(n.name))?.name.replace(/\/ln_f\/.*$/, "/ln_f");
+  const lnfScope = finalLnScope(g);
   if (lnfScope) setLnScale(f, g, "ln_final.hook_scale", lnfScope, dims.lnEps, "ln_f");
   else f.unavailable.set("ln_final.hook_scale", "no nodes under a .../ln_f/ scope");
 
@@ -250,13 +236,62 @@ function init(g: OnnxGraph, name: string | undefined, what: string): HostTensor<
   return h as HostTensor<"float32">;
 }
 
-/** Reads a Conv1D (Gemm/MatMul + bias) under a scope: weight [in, out] and bias [out]. */
-function conv1d(g: OnnxGraph, scope: string): { w: HostTensor<"float32">; b: HostTensor<"float32"> } {
+/** An int/float attribute of a node, or `fallback`. */
+function numAttr(n: NodeProto | undefined, name: string, fallback: number): number {
+  const a = n?.attribute.find((x) => x.name === name);
+  if (!a) return fallback;
+  return a.type === AttributeProto_AttributeType.FLOAT ? a.f : Number(a.i);
+}
+
+/** `dims` must be `want`; otherwise a typed error naming the weight. */
+function expectDims(t: HostTensor<"float32">, want: readonly number[], what: string): void {
+  if (t.dims.length !== want.length || t.dims.some((d, i) => d !== want[i])) {
+    throw new TdbError("E_UNSUPPORTED_GRAPH", `${what} is [${t.dims.join(", ")}]; expected [${want.join(", ")}] for this config`, {
+      value: [...t.dims],
+      allowed: [...want],
+    });
+  }
+}
+
+function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
+  return out;
+}
+
+function scaled(t: HostTensor<"float32">, k: number): HostTensor<"float32"> {
+  return k === 1 ? t : { type: "float32", data: (t.data as Float32Array).map((x) => x * k), dims: [...t.dims] };
+}
+
+/**
+ * Reads a Conv1D (Gemm/MatMul + bias) under a scope as weight [in, out] and bias [out]. The
+ * weight's layout comes from the node: `[in, out]` for MatMul and `Gemm(transB=0)`, `[out, in]`
+ * (transposed here) for `Gemm(transB=1)`; Gemm's alpha and beta are folded in. Dims that fit
+ * neither are `E_UNSUPPORTED_GRAPH`: guessing would hand wrong weights to the analyses.
+ */
+function conv1d(g: OnnxGraph, scope: string, nIn: number, nOut: number): { w: HostTensor<"float32">; b: HostTensor<"float32"> } {
   const mm = g.nodesInScope(scope).find((n) => n.opType === "Gemm" || n.opType === "MatMul");
   const w = init(g, mm?.input[1], `${scope} weight`);
   let bias = mm?.opType === "Gemm" ? mm.input[2] : undefined;
   if (!bias) bias = g.nodesInScope(scope).find((n) => n.opType === "Add" && n.input.some((i) => g.initializer(i)))?.input.find((i) => g.initializer(i));
-  return { w, b: init(g, bias, `${scope} bias`) };
+  const b = init(g, bias, `${scope} bias`);
+  const gemm = mm?.opType === "Gemm" ? mm : undefined;
+  const transB = numAttr(gemm, "transB", 0) !== 0;
+  const [r, c] = w.dims;
+  const fits = w.dims.length === 2 && (transB ? r === nOut && c === nIn : r === nIn && c === nOut);
+  if (!fits) {
+    throw new TdbError(
+      "E_UNSUPPORTED_GRAPH",
+      `${scope} weight ${mm?.input[1]} is [${w.dims.join(", ")}] read with transB=${transB ? 1 : 0}; ` +
+        `expected [${nIn}, ${nOut}] with transB=0 or [${nOut}, ${nIn}] with transB=1 (d_in ${nIn}, d_out ${nOut} from the config)`,
+      { value: [...w.dims], allowed: [[nIn, nOut, "transB=0"], [nOut, nIn, "transB=1"]] },
+    );
+  }
+  if (b.data.length !== nOut) {
+    throw new TdbError("E_UNSUPPORTED_GRAPH", `${scope} bias ${bias} has ${b.data.length} elements; expected ${nOut}`, { value: [...b.dims], allowed: [nOut] });
+  }
+  const wIn: HostTensor<"float32"> = transB ? { type: "float32", data: transpose2d(w.data as Float32Array, nOut, nIn), dims: [nIn, nOut] } : w;
+  return { w: scaled(wIn, numAttr(gemm, "alpha", 1)), b: scaled({ type: "float32", data: b.data, dims: [nOut] }, numAttr(gemm, "beta", 1)) };
 }
 
 /** LayerNorm affine parameters: the initializer read by the scope's Mul and by its last Add. */
@@ -282,6 +317,42 @@ function splitHeadsIn(w: Float32Array, dModel: number, cols: number, offset: num
   return { type: "float32", data: out, dims: [nHeads, dModel, dHead] };
 }
 
+/**
+ * The unembedding: the MatMul producing the logits (the graph output `logits`, else the first
+ * output), possibly followed by an Add of a `[d_vocab]` initializer, the bias `b_U` (zeros when
+ * there is none, as in GPT-2).
+ */
+function unembedding(g: OnnxGraph, dims: ArchDims): { W_U: HostTensor<"float32">; b_U: HostTensor<"float32"> } {
+  const outs = g.outputNames();
+  const logits = outs.includes("logits") ? "logits" : outs[0];
+  let node = logits ? g.producer(logits) : undefined;
+  let b_U: HostTensor<"float32"> = { type: "float32", data: new Float32Array(dims.dVocab), dims: [dims.dVocab] };
+  if (node?.opType === "Add") {
+    const biasName = node.input.find((i) => g.initializer(i));
+    const other = node.input.find((i) => i !== biasName);
+    const mm = other ? g.producer(other) : undefined;
+    if (biasName && mm?.opType === "MatMul") {
+      const b = init(g, biasName, "unembedding bias (Add after the logits MatMul)");
+      if (b.data.length !== dims.dVocab) {
+        throw new TdbError("E_UNSUPPORTED_GRAPH", `unembedding bias ${biasName} has ${b.data.length} elements; expected d_vocab = ${dims.dVocab}`, {
+          value: [...b.dims],
+          allowed: [dims.dVocab],
+        });
+      }
+      b_U = { type: "float32", data: b.data, dims: [dims.dVocab] };
+      node = mm;
+    }
+  }
+  if (node?.opType !== "MatMul") node = g.nodes.find((n) => n.opType === "MatMul" && outs.includes(n.output[0]!));
+  const W_U = init(g, node?.input[1], "unembedding (MatMul producing logits)");
+  expectDims(W_U, [dims.dModel, dims.dVocab], "unembedding (MatMul producing logits)");
+  return { W_U, b_U };
+}
+
+/**
+ * The weights in TransformerLens layout. Every field is read from the graph on first use (and
+ * checked then): attribution reads W_O, W_out, W_U and ln_f, not the 0.5 GB of all of them.
+ */
 function weights(g: OnnxGraph, dims: ArchDims): ModelWeights {
   const scopes = findBlockScopes(g);
   const { nHeads: H, dModel: D, dHead: dh } = dims;
@@ -289,50 +360,64 @@ function weights(g: OnnxGraph, dims: ArchDims): ModelWeights {
   for (let l = 0; l < dims.nLayers; l++) {
     const s = scopes.get(l);
     if (!s) throw new TdbError("E_UNSUPPORTED_GRAPH", `block ${l} not found in the graph`, { value: l, allowed: [...scopes.keys()] });
-    const qkv = conv1d(g, `${s}/attn/c_attn`);
-    const o = conv1d(g, `${s}/attn/c_proj`);
-    const fc = conv1d(g, `${s}/mlp/c_fc`);
-    const proj = conv1d(g, `${s}/mlp/c_proj`);
-    const ln1 = lnParams(g, `${s}/ln_1`);
-    const ln2 = lnParams(g, `${s}/ln_2`);
-    const w = qkv.w.data as Float32Array;
-    const b = qkv.b.data as Float32Array;
-    const bias = (k: number): HostTensor<"float32"> => ({ type: "float32", data: b.slice(k * D, (k + 1) * D), dims: [H, dh] });
-    blocks.push({
-      W_Q: splitHeadsIn(w, D, 3 * D, 0, H, dh),
-      W_K: splitHeadsIn(w, D, 3 * D, D, H, dh),
-      W_V: splitHeadsIn(w, D, 3 * D, 2 * D, H, dh),
-      b_Q: bias(0),
-      b_K: bias(1),
-      b_V: bias(2),
-      // c_proj rows are ordered (head, d_head): a reshape, no copy.
-      W_O: { type: "float32", data: o.w.data, dims: [H, dh, D] },
-      b_O: o.b,
-      W_in: fc.w,
-      b_in: fc.b,
-      W_out: proj.w,
-      b_out: proj.b,
-      ln1_w: ln1.w,
-      ln1_b: ln1.b,
-      ln2_w: ln2.w,
-      ln2_b: ln2.b,
-    });
+    const qkv = once(() => conv1d(g, `${s}/attn/c_attn`, D, 3 * D));
+    const o = once(() => conv1d(g, `${s}/attn/c_proj`, H * dh, D));
+    const fc = once(() => conv1d(g, `${s}/mlp/c_fc`, D, dims.dMlp));
+    const proj = once(() => conv1d(g, `${s}/mlp/c_proj`, dims.dMlp, D));
+    const ln = (name: "ln_1" | "ln_2") =>
+      once(() => {
+        const p = lnParams(g, `${s}/${name}`);
+        expectDims(p.w, [D], `${s}/${name} weight`);
+        expectDims(p.b, [D], `${s}/${name} bias`);
+        return p;
+      });
+    const ln1 = ln("ln_1");
+    const ln2 = ln("ln_2");
+    const wIn = (k: number) => () => splitHeadsIn(qkv().w.data as Float32Array, D, 3 * D, k * D, H, dh);
+    const bias = (k: number) => (): HostTensor<"float32"> => ({ type: "float32", data: (qkv().b.data as Float32Array).slice(k * D, (k + 1) * D), dims: [H, dh] });
+    blocks.push(
+      lazyRecord<LayerWeights>({
+        W_Q: wIn(0),
+        W_K: wIn(1),
+        W_V: wIn(2),
+        b_Q: bias(0),
+        b_K: bias(1),
+        b_V: bias(2),
+        // c_proj rows are ordered (head, d_head): a reshape, no copy.
+        W_O: () => ({ type: "float32", data: o().w.data, dims: [H, dh, D] }),
+        b_O: () => o().b,
+        W_in: () => fc().w,
+        b_in: () => fc().b,
+        W_out: () => proj().w,
+        b_out: () => proj().b,
+        ln1_w: () => ln1().w,
+        ln1_b: () => ln1().b,
+        ln2_w: () => ln2().w,
+        ln2_b: () => ln2().b,
+      }),
+    );
   }
-  const wte = embeddingGather(g, dims.dVocab, /wte/);
-  const wpe = embeddingGather(g, dims.nCtx, /wpe/);
-  const lnfScope = g.nodes.find((n) => /\/ln_f\//.test(n.name))?.name.replace(/\/ln_f\/.*$/, "/ln_f");
-  const lnf = lnParams(g, lnfScope ?? "/transformer/ln_f");
-  const unembed = g.nodes.find((n) => n.opType === "MatMul" && g.outputNames().includes(n.output[0]!));
-  const W_U = init(g, unembed?.input[1], "unembedding (MatMul producing logits)");
-  return {
-    W_E: init(g, wte?.input[0], "token embedding"),
-    W_pos: init(g, wpe?.input[0], "position embedding"),
-    W_U,
-    b_U: { type: "float32", data: new Float32Array(dims.dVocab), dims: [dims.dVocab] },
-    lnf_w: lnf.w,
-    lnf_b: lnf.b,
-    blocks,
+  const lnf = once(() => {
+    const p = lnParams(g, finalLnScope(g) ?? "/transformer/ln_f");
+    expectDims(p.w, [D], "ln_f weight");
+    expectDims(p.b, [D], "ln_f bias");
+    return p;
+  });
+  const unembed = once(() => unembedding(g, dims));
+  const embedding = (rows: number, pattern: RegExp, what: string) => () => {
+    const t = init(g, embeddingGather(g, rows, pattern)?.input[0], what);
+    expectDims(t, [rows, D], what);
+    return t;
   };
+  return lazyRecord<ModelWeights>({
+    W_E: embedding(dims.dVocab, /wte/, "token embedding"),
+    W_pos: embedding(dims.nCtx, /wpe/, "position embedding"),
+    W_U: () => unembed().W_U,
+    b_U: () => unembed().b_U,
+    lnf_w: () => lnf().w,
+    lnf_b: () => lnf().b,
+    blocks: () => blocks,
+  });
 }
 
 /**
@@ -343,4 +428,6 @@ export const gpt2Adapter: ArchitectureAdapter = {
   modelTypes: ["gpt2"],
   discover,
   weights,
+  finalNormScale: gpt2FinalNormScale,
+  mlpOutWeight: gpt2MlpOutWeight,
 };

@@ -12,38 +12,16 @@
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
-import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema } from "onnx-buf";
+import { TensorProto_DataType as DT } from "onnx-buf";
+import { GraphEmitter } from "../onnx/emit.js";
 import type { OnnxGraph } from "../onnx/graph.js";
-import { tensorToProto } from "../onnx/tensor.js";
 
 /** Adds the side chain computing `sqrt(mean((x - mean(x))^2) + eps)` over the last axis; returns its output name. */
 export function addLnScale(g: OnnxGraph, x: string, rank: number, eps: number, tag: string): string {
-  const axis = BigInt(rank - 1);
-  const p = `/tdb/${tag}/scale`;
-  const epsName = g.uniqueName(`${p}/eps`);
-  g.addInitializer(tensorToProto(epsName, new Float32Array([eps]), []));
-  const useAxesInput = g.opsetVersion() >= 18;
-  let axesName = "";
-  if (useAxesInput) {
-    axesName = g.uniqueName(`${p}/axes`);
-    g.addInitializer(tensorToProto(axesName, new BigInt64Array([axis]), [1]));
-  }
-  const node = (opType: string, input: string[], base: string, reduce = false) => {
-    const output = g.uniqueName(`${p}/${base}_output_0`);
-    const attribute = [];
-    if (reduce) {
-      if (!useAxesInput) attribute.push(create(AttributeProtoSchema, { name: "axes", type: AttributeProto_AttributeType.INTS, ints: [axis] }));
-      attribute.push(create(AttributeProtoSchema, { name: "keepdims", type: AttributeProto_AttributeType.INT, i: 1n }));
-    }
-    g.addNode(create(NodeProtoSchema, { opType, input: reduce && useAxesInput ? [...input, axesName] : input, output: [output], name: g.uniqueName(`${p}/${base}`), attribute }));
-    return output;
-  };
-  const mean = node("ReduceMean", [x], "ReduceMean", true);
-  const neg = node("Neg", [mean], "Neg");
-  const d = node("Add", [x, neg], "Center");
-  const sq = node("Mul", [d, d], "Square");
-  const v = node("ReduceMean", [sq], "Var", true);
-  const ve = node("Add", [v, epsName], "AddEps");
-  return node("Sqrt", [ve], "Sqrt");
+  const e = new GraphEmitter(g, `/tdb/${tag}/scale`);
+  const axes = [rank - 1];
+  const mean = e.reduce("ReduceMean", x, axes, true, {}, "ReduceMean");
+  const d = e.op("Add", [x, e.op("Neg", [mean], {}, "Neg")], {}, "Center");
+  const v = e.reduce("ReduceMean", e.op("Mul", [d, d], {}, "Square"), axes, true, {}, "Var");
+  return e.op("Sqrt", [e.op("Add", [v, e.scalar(eps, DT.FLOAT)], {}, "AddEps")], {}, "Sqrt");
 }

@@ -9,13 +9,16 @@
 import type { Activation } from "../trace/activation.js";
 import { TdbError } from "../base/errors.js";
 import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "../hooks/names.js";
-import type { EditFeed, Model, ModelInput } from "../model/model.js";
+import type { ModelRuntime } from "../runtime/runtime.js";
+import type { EditFeed, ModelInput } from "../runtime/options.js";
 import { editableValue, labelSize } from "../runtime/patched-graph.js";
 import { Trace } from "../trace/trace.js";
 import { resolvePosition } from "../base/positions.js";
-import type { Edit } from "./edits.js";
+import type { Edit, EditKind, MeanEdit } from "./edits.js";
 
-const KINDS = ["zero", "scale", "set", "add", "mean", "resample", "patch", "project"] as const;
+/** Every edit kind (a record, so a new kind must be listed), checked at run time for JavaScript callers. */
+const KIND_SET: Record<EditKind, true> = { zero: true, scale: true, set: true, add: true, mean: true, resample: true, patch: true, project: true };
+const KINDS = Object.keys(KIND_SET) as EditKind[];
 
 /** An edit checked against the model and the batch, with its source data fetched. */
 interface Resolved {
@@ -52,7 +55,7 @@ function isTrace(x: unknown): x is Trace {
 }
 
 /** The canonical hook of each editable tensor: the first hook (forward order) that is that tensor. */
-function canonicalHook(model: Model, hook: HookName): HookName {
+function canonicalHook(model: ModelRuntime, hook: HookName): HookName {
   const value = editableValue(model.hookMap, hook);
   for (const h of hookNamesFor(model.config.nLayers)) {
     const src = model.hookMap.sources.get(h);
@@ -62,7 +65,7 @@ function canonicalHook(model: Model, hook: HookName): HookName {
 }
 
 /** Checks an edit and fetches what it needs; `S` is the edited prompt's padded length. */
-async function resolve(model: Model, edit: Edit, S: number, B: number, prefixShare: boolean): Promise<Resolved> {
+async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, prefixShare: boolean): Promise<Resolved> {
   if (!KINDS.includes(edit.kind)) {
     throw new TdbError("E_BAD_OPTION", `unknown edit kind ${JSON.stringify(edit.kind)}; allowed: ${KINDS.join(", ")}`, { value: edit.kind, allowed: KINDS });
   }
@@ -198,7 +201,7 @@ async function resolve(model: Model, edit: Edit, S: number, B: number, prefixSha
   return r;
 }
 
-async function resolveMean(model: Model, name: HookName, edit: Edit, labels: readonly string[], sizes: number[]): Promise<Float32Array> {
+async function resolveMean(model: ModelRuntime, name: HookName, edit: MeanEdit, labels: readonly string[], sizes: number[]): Promise<Float32Array> {
   const posAxis = labels.indexOf("pos");
   const width = sizes.slice(posAxis + 1).reduce((a, b) => a * b, 1);
   const m = edit.mean;
@@ -258,7 +261,7 @@ function forEachSelected(sizes: number[], select: (readonly number[] | undefined
  * apart from the previous block's resid_post (see `PatchSpec.prefixShare`).
  */
 export async function compileEdits(
-  model: Model,
+  model: ModelRuntime,
   rowEdits: readonly (readonly Edit[])[],
   S: number,
   opts: { prefixShare?: boolean } = {},
@@ -332,7 +335,7 @@ export async function compileEdits(
  * The block an edit first changes (-1 for the embeddings), as shared-prefix batching counts it:
  * `blocks.L.*` is block L, with `hook_result` edits counted at their `hook_z`.
  */
-export function editLayer(model: Model, edit: Edit): number {
+export function editLayer(model: ModelRuntime, edit: Edit): number {
   return parseHookName(edit.hook, model.config.nLayers).layer ?? -1;
 }
 
@@ -369,7 +372,7 @@ function compileProjection(f: EditFeed, r: Resolved, b: number, rowSize: number)
  * The hooks (canonical: one per tensor) that `edits` act on, checking each edit as
  * {@link compileEdits} would, without building feeds.
  */
-export async function editTargets(model: Model, edits: readonly Edit[], S: number, opts: { prefixShare?: boolean } = {}): Promise<HookName[]> {
+export async function editTargets(model: ModelRuntime, edits: readonly Edit[], S: number, opts: { prefixShare?: boolean } = {}): Promise<HookName[]> {
   const hooks = new Set<HookName>();
   for (const e of new Set(edits)) hooks.add((await resolve(model, e, S, 1, opts.prefixShare ?? false)).hook);
   return [...hooks];

@@ -6,8 +6,8 @@
  * @module
  */
 import { TdbError } from "../base/errors.js";
-import { Rng } from "../synthetic/random.js";
-import type { Model } from "../model/model.js";
+import { Rng } from "../base/random.js";
+import type { ModelRuntime } from "../runtime/runtime.js";
 import { compileEdits } from "./compile.js";
 import type { Edit } from "./edits.js";
 
@@ -43,7 +43,7 @@ export interface Generation {
 }
 
 /** Implementation of {@link Model.generate}. */
-export async function generate(model: Model, prompt: string | readonly number[], opts: GenerateOptions = {}): Promise<Generation> {
+export async function generate(model: ModelRuntime, prompt: string | readonly number[], opts: GenerateOptions = {}): Promise<Generation> {
   const max = opts.maxNewTokens ?? 20;
   const temperature = opts.temperature ?? 0;
   if (!Number.isInteger(max) || max < 0) throw new TdbError("E_BAD_OPTION", `maxNewTokens must be a non-negative integer, got ${max}`, { value: max, allowed: ">= 0" });

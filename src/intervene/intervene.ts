@@ -6,7 +6,8 @@
  */
 import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
-import type { EditFeed, HookSelector, Model, ModelInput } from "../model/model.js";
+import type { ModelRuntime } from "../runtime/runtime.js";
+import type { EditFeed, HookSelector, ModelInput } from "../runtime/options.js";
 import { labelSize } from "../runtime/patched-graph.js";
 import { hookKindOf } from "../hooks/names.js";
 import { Trace } from "../trace/trace.js";
@@ -47,7 +48,7 @@ export interface InterveneOptions {
 const GiB = 1024 ** 3;
 
 /** Rough bytes one batch row needs: logits, cached hooks, edit feeds, and onnxruntime's working set. */
-function bytesPerRow(model: Model, S: number, logitPositions: number, hooks: readonly HookName[], edits: readonly HookName[]): number {
+function bytesPerRow(model: ModelRuntime, S: number, logitPositions: number, hooks: readonly HookName[], edits: readonly HookName[]): number {
   const c = model.config;
   const size = (h: HookName) =>
     hookKindOf(h)!.dims.slice(1).reduce((n, l) => {
@@ -65,7 +66,7 @@ function lastPositions(batch: TokenBatch): number[][] {
 }
 
 /** Implementation of {@link Model.intervene}. */
-export async function intervene(model: Model, input: ModelInput, edits: readonly Edit[], opts: InterveneOptions = {}): Promise<InterventionResult> {
+export async function intervene(model: ModelRuntime, input: ModelInput, edits: readonly Edit[], opts: InterveneOptions = {}): Promise<InterventionResult> {
   const batch = model.toBatch(input, { prependBos: opts.prependBos });
   const hooks = model.selectHooks(opts.hooks ?? []);
   const variants = opts.variants;
@@ -130,7 +131,7 @@ export async function intervene(model: Model, input: ModelInput, edits: readonly
  * `first[i]` is variant i's first edited block (Infinity: no edits, i.e. the clean run).
  */
 async function prefixShared(
-  model: Model,
+  model: ModelRuntime,
   batch: TokenBatch,
   edits: readonly Edit[],
   variants: readonly (readonly Edit[])[],

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { installDisplay, summarizeIntervention } from "../base/inspect.js";
 import type { TokenLike, TopToken, Trace } from "../trace/trace.js";
 
 /** How one edited row's top-k next tokens differ from the clean run's. */
@@ -28,6 +29,11 @@ export interface TopKChange {
  * ```
  */
 export class InterventionResult {
+  static {
+    // A few lines (KL, top tokens before and after) in consoles and notebooks.
+    installDisplay(InterventionResult.prototype, { text: (r) => summarizeIntervention(r) });
+  }
+
   /** Built by {@link Model.intervene}. */
   constructor(
     /** The run with the edits. */

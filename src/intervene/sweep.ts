@@ -7,9 +7,11 @@
  */
 import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
-import type { Model, ModelInput } from "../model/model.js";
+import type { ModelRuntime } from "../runtime/runtime.js";
+import type { ModelInput } from "../runtime/options.js";
 import type { TokenLike, Trace } from "../trace/trace.js";
 import { patchFrom, type Edit } from "./edits.js";
+import { intervene } from "./intervene.js";
 
 /** Hooks a sweep can patch. */
 export type SweepHook = "resid_pre" | "resid_mid" | "resid_post" | "attn_out" | "mlp_out" | "z" | "q" | "k" | "v" | "pattern";
@@ -80,7 +82,7 @@ export class SweepResult {
 }
 
 /** Implementation of {@link Model.patchingSweep}. */
-export async function patchingSweep(model: Model, clean: ModelInput, corrupted: ModelInput, opts: SweepOptions): Promise<SweepResult> {
+export async function patchingSweep(model: ModelRuntime, clean: ModelInput, corrupted: ModelInput, opts: SweepOptions): Promise<SweepResult> {
   const suffix = SUFFIX[opts.hook];
   if (!suffix) throw new TdbError("E_BAD_OPTION", `cannot sweep ${JSON.stringify(opts.hook)}; allowed: ${Object.keys(SUFFIX).join(", ")}`, { value: opts.hook, allowed: Object.keys(SUFFIX) });
   const perHead = PER_HEAD.includes(opts.hook);
@@ -124,7 +126,7 @@ export async function patchingSweep(model: Model, clean: ModelInput, corrupted: 
     labels = ["layer", "head", "pos"];
     for (const h of hooks) for (let k = 0; k < H; k++) for (let p = 0; p < S; p++) variants.push([patchFrom(h, cleanTrace, { at: { head: k }, positions: [p] })]);
   }
-  const r = await model.intervene(cBatch.rows[0]!, [], { variants, maxBatchBytes: opts.maxBatchBytes, logits: "last" });
+  const r = await intervene(model, cBatch.rows[0]!, [], { variants, maxBatchBytes: opts.maxBatchBytes, logits: "last" });
   const values = Float64Array.from({ length: variants.length }, (_, i) => metric(r.edited, i));
   return new SweepResult(values, dims, labels, model.toStrTokens(cBatch.rows[0]!), metric(cleanTrace, 0), metric(r.clean, 0));
 }

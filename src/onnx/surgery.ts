@@ -19,6 +19,7 @@ import {
   type ValueInfoProto,
 } from "onnx-buf";
 import { TdbError } from "../base/errors.js";
+import { GraphEmitter } from "./emit.js";
 import type { OnnxGraph } from "./graph.js";
 import { onnxDataType, type ElemType } from "./tensor.js";
 import { definedNames, outerReferences, renameOuterReferences, subgraphsOf } from "./walk.js";
@@ -57,14 +58,7 @@ export function addTapOutput(g: OnnxGraph, valueName: string, opts: TapOptions =
   if (g.hasValue(outputName) || g.valueInfo(outputName)) {
     throw new TdbError("E_ONNX_INVALID", `cannot tap ${valueName} as ${outputName}: the name is already a value of the graph`, { value: outputName });
   }
-  g.addNode(
-    create(NodeProtoSchema, {
-      opType: "Identity",
-      name: g.uniqueName(`/tdb/tap/${outputName}`),
-      input: [valueName],
-      output: [outputName],
-    }),
-  );
+  new GraphEmitter(g, "/tdb/tap").node("Identity", [valueName], {}, [outputName], outputName);
   g.addOutput(create(ValueInfoProtoSchema, { name: outputName }));
   return outputName;
 }
@@ -167,9 +161,6 @@ export function insertEditPoint(g: OnnxGraph, valueName: string, opts: EditPoint
   } else {
     output = g.uniqueName(`${valueName}__edit`);
   }
-  const scaled = g.uniqueName(`${valueName}__edit_mul`);
-  const mul = create(NodeProtoSchema, { opType: "Mul", name: g.uniqueName(`/tdb/edit/${valueName}/Mul`), input: [source, mulInput], output: [scaled] });
-  const add = create(NodeProtoSchema, { opType: "Add", name: g.uniqueName(`/tdb/edit/${valueName}/Add`), input: [scaled, addInput], output: [output] });
   if (output !== valueName) {
     const rename = new Map([[valueName, output]]);
     for (const n of readers) {
@@ -177,10 +168,12 @@ export function insertEditPoint(g: OnnxGraph, valueName: string, opts: EditPoint
       for (const s of subgraphsOf(n)) renameOuterReferences(s, rename);
     }
   }
-  const at = producer ? g.indexOfNode(producer) + 1 : 0;
   g.invalidate();
-  g.addNode(mul, { index: at });
-  g.addNode(add, { index: at + 1 });
+  const e = new GraphEmitter(g, `/tdb/edit/${valueName}`);
+  const first = g.nodes[0];
+  e.placement = producer ? { after: producer } : first ? { before: first } : {};
+  const scaled = e.node("Mul", [source, mulInput], {}, [g.uniqueName(`${valueName}__edit_mul`)], "Mul")[0]!;
+  e.node("Add", [scaled, addInput], {}, [output], "Add");
   return { output, mulInput, addInput };
 }
 

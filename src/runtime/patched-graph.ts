@@ -7,11 +7,12 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { AttributeProtoSchema, AttributeProto_AttributeType, NodeProtoSchema, type ModelProto } from "onnx-buf";
+import { NodeProtoSchema, type ModelProto, type NodeProto } from "onnx-buf";
 import { TdbError } from "../base/errors.js";
 import type { ArchDims, HookMap } from "../hooks/adapter.js";
 import { hookKindOf, type HookName } from "../hooks/names.js";
 import { cloneStructure } from "../onnx/clone.js";
+import { GraphEmitter, INT64_MAX } from "../onnx/emit.js";
 import { OnnxGraph } from "../onnx/graph.js";
 import { addTapOutput, exposeValue, insertEditPoint, tensorValueInfo } from "../onnx/surgery.js";
 
@@ -122,26 +123,22 @@ export function buildPatchedGraph(base: ModelProto, hookMap: HookMap, dims: Arch
   /** Hooks whose tensor moved (prefix sharing: resid_pre of block L is the gathered tensor). */
   const moved = new Map<HookName, string>();
   if (spec.prefixShare) {
+    const gatheredByLayer: string[] = [];
     for (let l = 0; l < dims.nLayers; l++) {
       const hook = `blocks.${l}.hook_resid_pre` as HookName;
       const x = editableValue(hookMap, hook);
       const readers = g.consumers(x);
-      const gathered = g.uniqueName(`${x}__rows_${l}`);
       g.addInput(tensorValueInfo(rowsInput(l), "int64", [`rows_${l}`]));
-      g.addNode(
-        create(NodeProtoSchema, {
-          opType: "Gather",
-          name: g.uniqueName(`/tdb/prefix/h.${l}/Gather`),
-          input: [x, rowsInput(l)],
-          output: [gathered],
-          attribute: [create(AttributeProtoSchema, { name: "axis", type: AttributeProto_AttributeType.INT, i: 0n })],
-        }),
-        { after: g.producer(x) },
-      );
+      const e = new GraphEmitter(g, `/tdb/prefix/h.${l}`);
+      const at = g.producer(x);
+      e.placement = at ? { after: at } : { before: g.nodes[0]! };
+      const gathered = e.node("Gather", [x, rowsInput(l)], { axis: 0 }, [g.uniqueName(`${x}__rows_${l}`)])[0]!;
       for (const n of readers) n.input = n.input.map((i) => (i === x ? gathered : i));
       g.invalidate();
       moved.set(hook, gathered);
+      gatheredByLayer.push(gathered);
     }
+    rebatchInputShapes(g, gatheredByLayer);
   }
   const valueOf = (hook: HookName): string => moved.get(hook) ?? editableValue(hookMap, hook);
   const edits = new Map<string, EditInputs>();
@@ -185,6 +182,97 @@ export function buildPatchedGraph(base: ModelProto, hookMap: HookMap, dims: Arch
   return { model: g.model, outputs, edits };
 }
 
+
+/**
+ * Shared-prefix graphs feed one prompt row, but from block L on the tensors flowing have as many
+ * rows as `tdb_rows_L` holds. A shape the graph computes from a graph input (`Shape(input_ids)`,
+ * e.g. older exports' final `Reshape` to `input_shape + (hidden,)`) still says batch 1 there.
+ * This rewrites every such shape read downstream of a row gather: the node that uses it gets a
+ * copy of the shape computation in which `Shape(input)` has its first element replaced by the
+ * row count of the block it is in (`Shape(tdb_rows_L)`), i.e. the batch of the tensor actually
+ * flowing. Shape computations are the values made only of `Shape` outputs, constants and
+ * initializers; data read from graph inputs (the padding mask, batch 1) broadcasts and is left
+ * alone, as are shapes read from the tensors flowing (already right).
+ *
+ * `gathered[L]` is block L's gathered residual stream, whose batch is the length of `rowsInput(L)`.
+ */
+function rebatchInputShapes(g: OnnxGraph, gathered: readonly string[]): void {
+  const inputs = new Set(g.inputNames().filter((n) => !n.startsWith("tdb_") && !g.initializer(n)));
+  const rank = (name: string): number | undefined => {
+    const dims = g.graph.input.find((v) => v.name === name)?.type?.value;
+    return dims?.case === "tensorType" && dims.value.shape ? dims.value.shape.dim.length : undefined;
+  };
+  /** Shape nodes whose output starts with the batch dim of a graph input. */
+  const readsInputBatch = (n: NodeProto): boolean => {
+    if (n.opType !== "Shape" || !inputs.has(n.input[0] ?? "")) return false;
+    const startAttr = n.attribute.find((a) => a.name === "start");
+    let start = startAttr ? Number(startAttr.i) : 0;
+    if (start < 0) {
+      const r = rank(n.input[0]!);
+      if (r === undefined) return false;
+      start += r;
+    }
+    return start <= 0;
+  };
+  // Per value: shape-only (built from shapes and constants), depending on a graph input's batch, block level.
+  const shapeOnly = new Set<string>(g.initializerNames());
+  const fromInput = new Set<string>();
+  const level = new Map<string, number>();
+  gathered.forEach((v, l) => level.set(v, l));
+  const order = g.topologicalOrder();
+  for (const n of order) {
+    const ins = n.input.filter((i) => i !== "");
+    const hasSub = n.attribute.some((a) => a.g !== undefined || a.graphs.length > 0);
+    let lvl = -1;
+    for (const i of ins) lvl = Math.max(lvl, level.get(i) ?? -1);
+    for (const o of n.output) {
+      if (!o) continue;
+      if (n.opType === "Shape" || n.opType === "Size") {
+        shapeOnly.add(o);
+        if (readsInputBatch(n)) fromInput.add(o);
+        continue; // metadata: no block level
+      }
+      if (!level.has(o) && lvl >= 0) level.set(o, lvl);
+      if (!hasSub && ins.every((i) => shapeOnly.has(i))) {
+        shapeOnly.add(o);
+        if (ins.some((i) => fromInput.has(i))) fromInput.add(o);
+      }
+    }
+  }
+  if (fromInput.size === 0) return;
+  const copies = new Map<string, string>(); // `${value}@${layer}` -> rewritten value
+  const rewrite = (value: string, layer: number, before: NodeProto): string => {
+    if (!fromInput.has(value)) return value;
+    const key = `${value}@${layer}`;
+    const done = copies.get(key);
+    if (done) return done;
+    const p = g.producer(value)!;
+    const base = `/tdb/prefix/h.${layer}/rebatch`;
+    const e = new GraphEmitter(g, `${base}/${value}`);
+    e.placement = { before };
+    if (p.opType === "Shape") {
+      // Shape(x)[0] becomes the row count of this block: Concat(Shape(rows), Shape(x)[1:]).
+      const rest = e.op("Slice", [value, e.ints([1]), e.ints([INT64_MAX]), e.ints([0])], {}, "Rest");
+      const out = e.op("Concat", [e.op("Shape", [rowsInput(layer)], {}, "Rows"), rest], { axis: 0 }, "Shape");
+      copies.set(key, out);
+      return out;
+    }
+    const input = p.input.map((i) => (i ? rewrite(i, layer, before) : i));
+    const output = p.output.map((o) => (o ? g.uniqueName(`${base}/${o}`) : o));
+    // A copy of the producer reading the rewritten shapes (same op, same attributes).
+    g.addNode(create(NodeProtoSchema, { ...p, name: g.uniqueName(`${base}/${p.name || p.opType}`), input, output }), { before });
+    p.output.forEach((o, k) => o && copies.set(`${o}@${layer}`, output[k]!));
+    return copies.get(key)!;
+  };
+  for (const n of order) {
+    if (shapeOnly.has(n.output[0] ?? "")) continue;
+    const lvl = Math.max(-1, ...n.input.map((i) => level.get(i) ?? -1));
+    if (lvl < 0 || !n.input.some((i) => fromInput.has(i))) continue;
+    n.input = n.input.map((i) => (i ? rewrite(i, lvl, n) : i));
+  }
+  g.invalidate();
+}
+
 /**
  * Inserts `x + MatMul(x, p) * r` after `value` (all its readers read the result), with `p`
  * [batch, width, 1] and `r` [batch, seq, width] new graph inputs; returns the new value's name.
@@ -194,29 +282,28 @@ function insertRankOneUpdate(g: OnnxGraph, value: string, p: string, r: string, 
   const readers = g.consumers(value);
   g.addInput(tensorValueInfo(p, "float32", ["batch", width, 1]));
   g.addInput(tensorValueInfo(r, "float32", ["batch", "seq", width]));
-  const name = (base: string) => g.uniqueName(`/tdb/edit/${value}/${base}`);
-  const dot = name("Dot_output_0");
-  const upd = name("Update_output_0");
-  const out = name("Projected_output_0");
+  const e = new GraphEmitter(g, `/tdb/edit/${value}`);
   const at = g.producer(value);
-  const nodes = [
-    create(NodeProtoSchema, { opType: "MatMul", name: name("Dot"), input: [value, p], output: [dot] }),
-    create(NodeProtoSchema, { opType: "Mul", name: name("Update"), input: [dot, r], output: [upd] }),
-    create(NodeProtoSchema, { opType: "Add", name: name("Projected"), input: [value, upd], output: [out] }),
-  ];
+  e.placement = at ? { after: at } : { before: g.nodes[0]! };
+  const out = e.op("Add", [value, e.op("Mul", [e.op("MatMul", [value, p], {}, "Dot"), r], {}, "Update")], {}, "Projected");
   for (const n of readers) n.input = n.input.map((i) => (i === value ? out : i));
-  let index = at ? g.indexOfNode(at) + 1 : 0;
   g.invalidate();
-  for (const n of nodes) g.addNode(n, { index: index++ });
   return out;
 }
 
 /**
  * Makes `logits` [batch, n, vocab] hold only the positions fed in {@link LOGIT_POSITIONS_INPUT}
- * ([batch, n, 1], per row), by gathering the final hidden states before the unembedding.
+ * ([batch, n, 1], per row), by gathering the final hidden states before the unembedding
+ * (`MatMul`, or `MatMul` + bias `Add`).
  */
 function selectLogitPositions(g: OnnxGraph): void {
-  const lmHead = g.producer("logits");
+  let lmHead = g.producer("logits");
+  if (lmHead?.opType === "Add") {
+    // An unembedding with a bias: logits = MatMul(hidden, W_U) + b_U; b_U broadcasts over the selected rows.
+    const mm = lmHead.input.map((i) => g.producer(i)).find((p) => p?.opType === "MatMul");
+    const bias = lmHead.input.find((i) => g.initializer(i));
+    if (mm && bias && g.consumers(mm.output[0]!).length === 1) lmHead = mm;
+  }
   const hidden = lmHead?.opType === "MatMul" ? lmHead.input[0] : undefined;
   if (!lmHead || !hidden) {
     throw new TdbError("E_UNSUPPORTED_GRAPH", `cannot select logit positions: logits are not produced by a MatMul (found ${lmHead?.opType ?? "nothing"})`, {
@@ -225,17 +312,8 @@ function selectLogitPositions(g: OnnxGraph): void {
     });
   }
   g.addInput(tensorValueInfo(LOGIT_POSITIONS_INPUT, "int64", ["batch", "n_logit_positions", 1]));
-  const out = g.uniqueName(`${hidden}__selected`);
-  g.addNode(
-    create(NodeProtoSchema, {
-      opType: "GatherND",
-      name: g.uniqueName("/tdb/logit_positions/GatherND"),
-      input: [hidden, LOGIT_POSITIONS_INPUT],
-      output: [out],
-      attribute: [create(AttributeProtoSchema, { name: "batch_dims", type: AttributeProto_AttributeType.INT, i: 1n })],
-    }),
-    { before: lmHead },
-  );
-  lmHead.input[0] = out;
+  const e = new GraphEmitter(g, "/tdb/logit_positions");
+  e.placement = { before: lmHead };
+  lmHead.input[0] = e.node("GatherND", [hidden, LOGIT_POSITIONS_INPUT], { batch_dims: 1 }, [g.uniqueName(`${hidden}__selected`)])[0]!;
   g.invalidate();
 }

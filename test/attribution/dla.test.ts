@@ -3,7 +3,6 @@
  * LayerNorm scale frozen) and agreement with the float64 reference, component by component.
  */
 import { describe, expect, it } from "vitest";
-import { directLogitAttribution, logitLens } from "../../src/attribution/dla.js";
 import type { Model } from "../../src/model/model.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
 import { FOUR_LAYER, useTestModel, type TestModel } from "../helpers/models.js";
@@ -21,14 +20,14 @@ const D = 77;
 
 describe("directLogitAttribution", () => {
   it("components sum to the logit difference (frozen final LayerNorm scale)", async () => {
-    const r = await directLogitAttribution(model, [P], { target: T, distractor: D });
+    const r = await model.directLogitAttribution([P], { target: T, distractor: D });
     expect(r.components).toHaveLength(2 + FOUR_LAYER.n_layer * (FOUR_LAYER.n_head + 2) + 1);
     expect(Math.abs(r.total - r.logitDiff)).toBeLessThan(1e-3 * Math.max(1, Math.abs(r.logitDiff)));
     expect(Math.abs(r.logitDiff)).toBeGreaterThan(1e-3);
   });
 
   it("every component agrees with the float64 reference", async () => {
-    const r = await directLogitAttribution(model, [P], { target: T, distractor: D, position: 4 });
+    const r = await model.directLogitAttribution([P], { target: T, distractor: D, position: 4 });
     const ref = gpt2Reference(tm.arch, tm.weights, [P]);
     const d = FOUR_LAYER.n_embd;
     const V = FOUR_LAYER.vocab_size;
@@ -69,16 +68,16 @@ describe("directLogitAttribution", () => {
   });
 
   it("logit lens: the last row is the model's own logit difference", async () => {
-    const rows = await logitLens(model, [P], { target: T, distractor: D });
+    const rows = await model.logitLens([P], { target: T, distractor: D });
     expect(rows.map((r) => r.hook)).toEqual(["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre", "blocks.3.hook_resid_pre", "blocks.3.hook_resid_post"]);
     const t = await model.trace([P], { hooks: [] });
     expect(rows[rows.length - 1]!.logitDiff).toBeCloseTo(t.logitDiff(T, D), 4);
   });
 
   it("bad target/distractor", async () => {
-    await expect(directLogitAttribution(model, [P], { target: 5, distractor: 5 })).rejects.toMatchObject({ code: "E_BAD_INPUT" });
-    await expect(directLogitAttribution(model, [P], { target: [], distractor: 5 })).rejects.toMatchObject({ code: "E_BAD_INPUT" });
-    await expect(directLogitAttribution(model, "Hello", { target: " internationalization", distractor: " a" })).rejects.toMatchObject({ code: "E_NOT_SINGLE_TOKEN" });
-    await expect(directLogitAttribution(model, [P], { target: 1, distractor: 2, position: 7 })).rejects.toMatchObject({ code: "E_POSITION_RANGE" });
+    await expect(model.directLogitAttribution([P], { target: 5, distractor: 5 })).rejects.toMatchObject({ code: "E_BAD_INPUT" });
+    await expect(model.directLogitAttribution([P], { target: [], distractor: 5 })).rejects.toMatchObject({ code: "E_BAD_INPUT" });
+    await expect(model.directLogitAttribution("Hello", { target: " internationalization", distractor: " a" })).rejects.toMatchObject({ code: "E_NOT_SINGLE_TOKEN" });
+    await expect(model.directLogitAttribution([P], { target: 1, distractor: 2, position: 7 })).rejects.toMatchObject({ code: "E_POSITION_RANGE" });
   });
 });

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Model } from "../../src/model/model.js";
+import { Model, runtimeOf } from "../../src/model/model.js";
 import { makeTestModel, type TestModel } from "../helpers/models.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -60,7 +60,7 @@ describe("tdb trace", () => {
       expect(out.strTokens[0]).toBe("<|endoftext|>");
       const t = await model.trace("The quick brown fox", { hooks: [] });
       expect(out.top.map((x) => x.token)).toEqual(t.topK(5).map((x) => x.token));
-      expect(out.cache.map((c) => c.name)).toEqual(model.selectHooks("all"));
+      expect(out.cache.map((c) => c.name)).toEqual(runtimeOf(model).selectHooks("all"));
     } finally {
       await model.dispose();
     }
@@ -131,14 +131,15 @@ describe("tdb ablate", () => {
     expect(out.kl).toBeGreaterThan(0);
   });
 
-  it("bad node specs and missing edits are typed errors (exit 1)", async () => {
+  it("malformed node specs and missing edits are usage errors (exit 2); out-of-range ones typed errors (exit 1)", async () => {
     const bad = await tdb(["ablate", "Hello", "--model", tm.dir, "--head", "1-3", "--json"]);
-    expect(bad.code).toBe(1);
-    expect((JSON.parse(bad.stdout) as { error: { code: string } }).error.code).toBe("E_BAD_OPTION");
+    expect(bad.code).toBe(2);
+    expect((JSON.parse(bad.stdout) as { error: { code: string } }).error.code).toBe("E_USAGE");
     const range = await tdb(["ablate", "Hello", "--model", tm.dir, "--head", "1.9", "--json"]);
+    expect(range.code).toBe(1);
     expect((JSON.parse(range.stdout) as { error: { code: string; allowed: unknown } }).error).toMatchObject({ code: "E_INDEX_RANGE", allowed: [0, 3] });
     const none = await tdb(["ablate", "Hello", "--model", tm.dir]);
-    expect(none.code).toBe(1);
+    expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/nothing to ablate/);
   });
 });

@@ -239,7 +239,7 @@ describe("activation patching", () => {
   it("patching the whole clean residual stream at the last layer reproduces the clean logits", async () => {
     const last = FOUR_LAYER.n_layer - 1;
     const c = await model.trace([clean], { hooks: [`blocks.${last}.hook_resid_pre`, `blocks.${last}.hook_resid_post`] });
-    for (const hook of [`blocks.${last}.hook_resid_pre`, `blocks.${last}.hook_resid_post`]) {
+    for (const hook of [`blocks.${last}.hook_resid_pre`, `blocks.${last}.hook_resid_post`] as const) {
       const r = await model.intervene([corrupted], [patchFrom(hook, c)]);
       expect(maxAbsDiff(r.edited.logits.data, c.logits.data)).toBeLessThan(1e-5);
       expect(maxAbsDiff(r.clean.logits.data, c.logits.data)).toBeGreaterThan(1e-3);

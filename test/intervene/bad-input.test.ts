@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { TdbError, type TdbErrorCode } from "../../src/base/errors.js";
 import { patchFrom, resampleFrom, steer, zeroHead, zeroNeuron, type Edit } from "../../src/intervene/edits.js";
+import type { HookName } from "../../src/hooks/names.js";
 import type { Model } from "../../src/model/model.js";
 import { useTestModel, maxAbsDiff } from "../helpers/models.js";
 
@@ -25,7 +26,7 @@ async function fails(edits: Edit[], code: TdbErrorCode, mentions: RegExp, opts =
 
 describe("bad edits", () => {
   it("a hook that does not exist", async () => {
-    await fails([{ hook: "blocks.0.attn.hook_zz", kind: "zero" }], "E_UNKNOWN_HOOK", /hook_z/);
+    await fails([{ hook: "blocks.0.attn.hook_zz" as HookName, kind: "zero" }], "E_UNKNOWN_HOOK", /hook_z/);
     await fails([{ hook: "blocks.5.attn.hook_z", kind: "zero" }], "E_LAYER_RANGE", /0\.\.1/);
     await fails([{ hook: "blocks.0.ln1.hook_scale", kind: "zero" }], "E_HOOK_UNAVAILABLE", /not on the forward path/);
     await fails([{ hook: "blocks.0.hook_resid_pre", kind: "frobnicate" as never }], "E_BAD_OPTION", /zero, scale, set/);
@@ -66,11 +67,11 @@ describe("bad edits", () => {
   });
 
   it("sources of the wrong kind", async () => {
-    await fails([{ hook: "blocks.0.hook_resid_pre", kind: "patch", source: "a prompt" }], "E_BAD_OPTION", /needs a source Trace/);
+    await fails([{ hook: "blocks.0.hook_resid_pre", kind: "patch", source: "a prompt" } as unknown as Edit], "E_BAD_OPTION", /needs a source Trace/);
     const t = await model.trace([P], { hooks: ["blocks.0.hook_resid_pre"] });
-    await fails([{ hook: "blocks.0.hook_resid_pre", kind: "resample", source: t }], "E_BAD_OPTION", /use kind "patch"/);
+    await fails([{ hook: "blocks.0.hook_resid_pre", kind: "resample", source: t } as unknown as Edit], "E_BAD_OPTION", /use kind "patch"/);
     await fails([patchFrom("blocks.1.hook_resid_pre", t)], "E_NOT_CACHED", /blocks\.1\.hook_resid_pre/);
-    await fails([{ hook: "blocks.0.hook_resid_pre", kind: "set" }], "E_BAD_OPTION", /needs a value/);
+    await fails([{ hook: "blocks.0.hook_resid_pre", kind: "set" } as unknown as Edit], "E_BAD_OPTION", /needs a value/);
   });
 
   it("variants: one prompt, no rows", async () => {

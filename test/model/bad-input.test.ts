@@ -6,6 +6,7 @@ import { cp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TdbError, type TdbErrorCode } from "../../src/base/errors.js";
+import type { HookName } from "../../src/hooks/names.js";
 import { Model } from "../../src/model/model.js";
 import { GraphBuilder } from "../../src/onnx/builder.js";
 import { encodeModel } from "../../src/onnx/proto.js";
@@ -83,10 +84,10 @@ describe("prompts", () => {
 
 describe("hook names", () => {
   it("unknown hook name lists the allowed names", async () => {
-    const e = await rejects(model.trace("hi", { hooks: ["blocks.0.attn.hook_patern"] }), "E_UNKNOWN_HOOK", /attn\.hook_pattern/);
+    const e = await rejects(model.trace("hi", { hooks: ["blocks.0.attn.hook_patern" as HookName] }), "E_UNKNOWN_HOOK", /attn\.hook_pattern/);
     expect(e.value).toBe("blocks.0.attn.hook_patern");
     expect(e.allowed).toContain("blocks.{0..1}.attn.hook_pattern");
-    await rejects(model.trace("hi", { hooks: ["hook_embedding"] }), "E_UNKNOWN_HOOK", /hook_embed/);
+    await rejects(model.trace("hi", { hooks: ["hook_embedding" as HookName] }), "E_UNKNOWN_HOOK", /hook_embed/);
   });
 
   it("out-of-range layer names the model's layers", async () => {

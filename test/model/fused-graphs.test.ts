@@ -7,9 +7,10 @@ import { cp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TdbError } from "../../src/base/errors.js";
-import { Model } from "../../src/model/model.js";
+import type { HookName } from "../../src/hooks/names.js";
+import { Model, runtimeOf } from "../../src/model/model.js";
 import { encodeModel } from "../../src/onnx/proto.js";
-import { createSession } from "../../src/runtime/ort.js";
+import { createSession } from "../../src/backend/ort.js";
 import { fuseAttention } from "../helpers/fuse-attention.js";
 import { makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";
 
@@ -32,7 +33,7 @@ async function variantDir(name: string, onnx: Uint8Array): Promise<string> {
 }
 
 /** Compares every cached hook of `a` with the same hook of `b` on real (unpadded) positions. */
-async function compareHooks(fused: Model, hooks: readonly string[]): Promise<Record<string, number>> {
+async function compareHooks(fused: Model, hooks: readonly HookName[]): Promise<Record<string, number>> {
   const a = await fused.trace(PROMPTS, { hooks });
   const b = await unfused.trace(PROMPTS, { hooks });
   const worst: Record<string, number> = {};
@@ -63,17 +64,17 @@ describe("a model file onnxruntime optimized at level all (fused LayerNorm and F
   it("still maps every hook, with the unfused values", async () => {
     const path = join(`${tm.dir}-opt.onnx`);
     dirs.push(path);
-    const s = await createSession(encodeModel(unfused.baseModel), { optimizationLevel: "all", optimizedModelFilePath: path });
+    const s = await createSession(encodeModel(runtimeOf(unfused).base), { optimizationLevel: "all", optimizedModelFilePath: path });
     await s.release();
     const { readFile } = await import("node:fs/promises");
     const dir = await variantDir("ort-all", await readFile(path));
     const fused = await Model.load(dir);
     try {
-      const ops = fused.baseModel.graph!.node.map((n) => n.opType);
+      const ops = runtimeOf(fused).base.graph!.node.map((n) => n.opType);
       expect(ops).toContain("LayerNormalization");
       expect(ops).toContain("FastGelu");
-      expect(fused.hookMap.unavailable.size).toBe(0);
-      const worst = await compareHooks(fused, unfused.selectHooks("all").filter((h) => !h.includes("attn_scores") && !h.includes("pattern")));
+      expect(runtimeOf(fused).hookMap.unavailable.size).toBe(0);
+      const worst = await compareHooks(fused, runtimeOf(unfused).selectHooks("all").filter((h) => !h.includes("attn_scores") && !h.includes("pattern")));
       expect(Object.entries(worst).filter(([, d]) => !(d <= 1e-4))).toEqual([]);
     } finally {
       await fused.dispose();
@@ -84,14 +85,14 @@ describe("a model file onnxruntime optimized at level all (fused LayerNorm and F
 describe("a graph whose layer-1 attention is one fused Attention op", () => {
   let fused: Model;
   beforeAll(async () => {
-    fused = await Model.load(await variantDir("attn-fused", encodeModel(fuseAttention(unfused.baseModel, 1, tm.arch.n_head))));
+    fused = await Model.load(await variantDir("attn-fused", encodeModel(fuseAttention(runtimeOf(unfused).base, 1, tm.arch.n_head))));
   });
   afterAll(() => fused?.dispose());
 
   it("lists the hidden hooks with the reason", () => {
     const hidden = ["q", "k", "v", "attn_scores", "pattern", "z", "result"].map((s) => `blocks.1.attn.hook_${s}`);
-    expect([...fused.hookMap.unavailable.keys()].sort()).toEqual(hidden.sort());
-    for (const h of hidden) expect(fused.hookMap.unavailable.get(h as never)).toMatch(/fused Attention/);
+    expect([...runtimeOf(fused).hookMap.unavailable.keys()].sort()).toEqual(hidden.sort());
+    for (const h of hidden) expect(runtimeOf(fused).hookMap.unavailable.get(h as never)).toMatch(/fused Attention/);
   });
 
   it("asking for a hidden hook is E_HOOK_UNAVAILABLE naming the available hooks", async () => {
@@ -111,8 +112,8 @@ describe("a graph whose layer-1 attention is one fused Attention op", () => {
 
   it("trace still works for every available hook, with the unfused values", async () => {
     const t = await fused.trace(PROMPTS);
-    expect([...t.cache.keys()]).toEqual(fused.selectHooks("all"));
-    const worst = await compareHooks(fused, fused.selectHooks("all").filter((h) => !h.includes("attn_scores") && !h.includes("pattern")));
+    expect([...t.cache.keys()]).toEqual(runtimeOf(fused).selectHooks("all"));
+    const worst = await compareHooks(fused, runtimeOf(fused).selectHooks("all").filter((h) => !h.includes("attn_scores") && !h.includes("pattern")));
     expect(Object.keys(worst)).toContain("blocks.1.hook_attn_out");
     expect(Object.entries(worst).filter(([, d]) => !(d <= 1e-4))).toEqual([]);
   });

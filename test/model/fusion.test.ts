@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ModelProto } from "onnx-buf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Model } from "../../src/model/model.js";
+import { Model, runtimeOf } from "../../src/model/model.js";
 import { decodeModel, encodeModel } from "../../src/onnx/proto.js";
-import { createSession } from "../../src/runtime/ort.js";
+import { createSession } from "../../src/backend/ort.js";
 import { FOUR_LAYER, makeTestModel, type TestModel } from "../helpers/models.js";
 
 let dir: string;
@@ -42,12 +42,12 @@ describe.each(["decoder", "merged"] as const)("fusions survive patching (%s expo
 
   it("every hook exposed: same LayerNormalization and FastGelu counts as the unpatched graph", async () => {
     const L = FOUR_LAYER.n_layer;
-    const base = await optimizedOps(model.baseModel);
+    const base = await optimizedOps(runtimeOf(model).base);
     expect(base.get("LayerNormalization")).toBe(2 * L + 1);
     expect(base.get("FastGelu")).toBe(L);
     expect(base.get("Tanh") ?? 0).toBe(0);
 
-    const { model: patched, outputs } = model.patchedModel(() => true);
+    const { model: patched, outputs } = runtimeOf(model).patchedModel(() => true);
     expect(outputs.size).toBe(model.hookNames.length);
     const ops = await optimizedOps(patched);
     expect(ops.get("LayerNormalization")).toBe(base.get("LayerNormalization"));

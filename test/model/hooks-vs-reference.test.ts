@@ -4,7 +4,7 @@
  * for a right-padded batch of three; and patching does not change the logits.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Model } from "../../src/model/model.js";
+import { Model, runtimeOf } from "../../src/model/model.js";
 import { TINY_GPT2, type Gpt2Config } from "../../src/synthetic/config.js";
 import { gpt2Reference, type RefResult } from "../reference/gpt2-forward.js";
 import { FOUR_LAYER, makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";
@@ -57,7 +57,7 @@ describe.each([
   }
 
   it("discovers every hook of the table", () => {
-    expect(model.hookMap.unavailable.size).toBe(0);
+    expect(runtimeOf(model).hookMap.unavailable.size).toBe(0);
     expect(model.hookNames).toHaveLength(2 + 16 * config.n_layer + 1);
   });
 
@@ -72,7 +72,7 @@ describe.each([
     const mask = rows.map((r) => [...r.map(() => 1), ...new Array<number>(S - r.length).fill(0)]);
     const ref = gpt2Reference(config, tm.weights, padded, mask);
 
-    const names = model.selectHooks(() => true);
+    const names = runtimeOf(model).selectHooks(() => true);
     expect(names.length).toBe(model.hookNames.length);
     const worst: Record<string, number> = {};
     for (const name of names) {

@@ -1,0 +1,35 @@
+/**
+ * `tdb-js/internals`: the machinery under `Model`, for tools that build on tdb-js (new
+ * features, custom graphs, benchmarks). Less stable than the root export.
+ *
+ * - the model runtime ({@link ModelRuntime}, {@link runtimeOf}): token batches, patched graphs,
+ *   sessions, raw runs with edit feeds;
+ * - file and network adapters, the onnxruntime session wrapper;
+ * - the compiled forms of edits and the attribution graph builder.
+ *
+ * @example
+ * ```ts
+ * import { runtimeOf } from "tdb-js/internals";
+ * const { model: proto } = runtimeOf(model).patchedModel(["blocks.0.mlp.hook_post"]);
+ * ```
+ *
+ * @module
+ */
+export { runtimeOf } from "./model/model.js";
+export { ModelRuntime } from "./runtime/runtime.js";
+export { loadModelParts, type ModelParts } from "./runtime/load.js";
+export { ONNX_FILES, type EditFeed, type RunSpec } from "./runtime/options.js";
+export { parseConfig } from "./runtime/config.js";
+export { padBatch, type TokenBatch } from "./runtime/batch.js";
+export { loadTokenizer } from "./runtime/tokenizer.js";
+export { buildPatchedGraph, editableValue, labelSize, rowsInput, LOGIT_POSITIONS_INPUT, type PatchSpec, type PatchedGraph, type EditInputs } from "./runtime/patched-graph.js";
+export { SessionPool, type SessionPoolOptions, type PatchedRequest, type PatchedSession } from "./runtime/sessions.js";
+export { createSession, type SessionOptions, type Session } from "./backend/ort.js";
+export { resolvePosition } from "./base/positions.js";
+export { formatAllowed } from "./base/errors.js";
+export { readText } from "./io/files.js";
+export { hubFiles, isHubId, type HubOptions } from "./io/hub.js";
+export { compileEdits, editLayer, editTargets } from "./intervene/compile.js";
+export { resolveLogitDiff, lossWeights, unembedDirection, residualGradient, type LogitDiffTokens } from "./attribution/loss.js";
+export { buildAttributionGraph, LOSS_WEIGHTS_INPUT, TOP_K_INPUT, NEURON_DIRECT_MASK_INPUT, type AttributionGraph, type AttributionLoss } from "./attribution/graph.js";
+export type { TokenCodec } from "./trace/trace.js";
