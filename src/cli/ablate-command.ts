@@ -6,6 +6,7 @@
  */
 import { TdbError } from "../base/errors.js";
 import { zeroHead, zeroNeuron, type Edit } from "../intervene/edits.js";
+import { UsageError } from "./usage.js";
 
 /** Parsed arguments of `tdb ablate`. */
 export interface AblateCommandArgs {
@@ -44,12 +45,26 @@ export function parseNodeSpec(spec: string, what: "head" | "neuron"): Edit {
 
 const round = (x: number) => Number(x.toPrecision(6));
 
-/** Runs `tdb ablate`; returns the exit code. */
+/** {@link parseNodeSpec} for a command-line flag: a malformed spec is a usage error. */
+function flagSpec(spec: string, what: "head" | "neuron"): Edit {
+  try {
+    return parseNodeSpec(spec, what);
+  } catch (e) {
+    if (e instanceof TdbError && e.code === "E_BAD_OPTION") throw new UsageError(e.message, spec);
+    throw e;
+  }
+}
+
+/**
+ * Runs `tdb ablate`; returns the exit code. Malformed `--head`/`--neuron` values, nothing to
+ * ablate, and `--target` without `--distractor` (or the reverse) are usage errors, found before
+ * the model loads; out-of-range layers, heads, neurons and positions are typed errors.
+ */
 export async function runAblate(args: AblateCommandArgs): Promise<number> {
-  const edits = [...args.heads.map((h) => parseNodeSpec(h, "head")), ...args.neurons.map((n) => parseNodeSpec(n, "neuron"))];
-  if (edits.length === 0) throw new TdbError("E_BAD_OPTION", "nothing to ablate: pass --head L.H and/or --neuron L.I[@P]", { value: [], allowed: ["--head", "--neuron"] });
+  const edits = [...args.heads.map((h) => flagSpec(h, "head")), ...args.neurons.map((n) => flagSpec(n, "neuron"))];
+  if (edits.length === 0) throw new UsageError("nothing to ablate: pass --head L.H and/or --neuron L.I[@P]");
   if ((args.target === undefined) !== (args.distractor === undefined)) {
-    throw new TdbError("E_BAD_OPTION", "--target and --distractor go together", { value: args.target ?? args.distractor });
+    throw new UsageError("--target and --distractor go together", args.target === undefined ? "--distractor" : "--target");
   }
   const { Model } = await import("../model/model.js");
   const dir = args.model ?? (await (await import("../synthetic/default-model.js")).ensureDefaultModel());

@@ -3,12 +3,14 @@
  * The `tdb` command line. Subcommands load lazily, so `tdb --help` never loads onnxruntime.
  *
  * Exit codes: 0 success, 1 a typed tdb-js error (printed, or as JSON with `--json`),
- * 2 a usage error, 70 an unexpected internal error.
+ * 2 a usage error (unknown command or flag, a flag the command does not take, a malformed or
+ * missing flag value or prompt; found before any model is loaded), 70 an unexpected internal error.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { TdbError } from "../base/errors.js";
+import { UsageError } from "./usage.js";
 
 const USAGE = `tdb: look inside transformers.js language models
 
@@ -33,19 +35,35 @@ Options:
 
 Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal error.`;
 
-/** A usage error: bad flags or arguments. */
-class UsageError extends Error {}
+const COMMON_FLAGS = ["model", "top", "no-bos", "json"] as const;
+/** The flags each command takes (besides --help and --version). */
+const COMMAND_FLAGS: Record<string, readonly string[]> = {
+  trace: [...COMMON_FLAGS, "hooks"],
+  ablate: [...COMMON_FLAGS, "head", "neuron", "target", "distractor"],
+  attribute: [...COMMON_FLAGS, "target", "distractor"],
+};
+
+/** Rejects flags `command` does not take (they would be silently ignored otherwise). */
+function checkFlags(command: string, values: Record<string, unknown>): void {
+  const allowed = COMMAND_FLAGS[command] ?? [];
+  for (const [flag, v] of Object.entries(values)) {
+    if (v === undefined || flag === "help" || flag === "version") continue;
+    if (!allowed.includes(flag)) {
+      throw new UsageError(`${command} does not take --${flag}; it takes ${allowed.map((f) => `--${f}`).join(", ")}`, `--${flag}`);
+    }
+  }
+}
 
 /** The single prompt argument of `command`. */
 function onePrompt(command: string, rest: readonly string[]): string {
-  if (rest.length !== 1) throw new UsageError(`${command} takes exactly one prompt argument, got ${rest.length}`);
+  if (rest.length !== 1) throw new UsageError(`${command} takes exactly one prompt argument, got ${rest.length}`, rest.length);
   return rest[0]!;
 }
 
 /** `--top`: a positive integer, or `fallback` when absent. */
 function parseTop(value: string | undefined, fallback: number): number {
   const top = value === undefined ? fallback : Number(value);
-  if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${value}`);
+  if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${value}`, value);
   return top;
 }
 
@@ -80,10 +98,12 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const [command, ...rest] = positionals;
-  if (values.help || command === undefined || command === "help") {
+  if (values.help || command === "help") {
     console.log(USAGE);
     return 0;
   }
+  if (command === undefined) throw new UsageError("no command given; commands: trace, ablate, attribute");
+  if (COMMAND_FLAGS[command]) checkFlags(command, values);
   switch (command) {
     case "trace": {
       const prompt = onePrompt("trace", rest);
@@ -116,13 +136,13 @@ async function main(argv: string[]): Promise<number> {
     }
     case "attribute": {
       const prompt = onePrompt("attribute", rest);
-      if (values.target === undefined || values.distractor === undefined) throw new UsageError("attribute needs --target and --distractor");
+      if (values.target === undefined || values.distractor === undefined) throw new UsageError("attribute needs --target and --distractor", values.target === undefined ? "--target" : "--distractor");
       const top = parseTop(values.top, 20);
       const { runAttribute } = await import("./attribute-command.js");
       return runAttribute({ prompt, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false });
     }
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate, attribute`);
+      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate, attribute`, command);
   }
 }
 
@@ -133,7 +153,8 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof UsageError) {
-      console.error(`tdb: ${err.message}\n\n${USAGE}`);
+      if (json) console.log(JSON.stringify({ error: err.toJSON() }, null, 2));
+      else console.error(`tdb: ${err.message}\n\n${USAGE}`);
       process.exitCode = 2;
     } else if (err instanceof TdbError) {
       if (json) console.log(JSON.stringify({ error: err.toJSON() }, null, 2));

@@ -4,7 +4,8 @@
  * @module
  */
 import type { Activation } from "../trace/activation.js";
-import type { HookSelector } from "../model/model.js";
+import type { HookName } from "../hooks/names.js";
+import type { HookSelector } from "../runtime/options.js";
 
 /** Parsed arguments of `tdb trace`. */
 export interface TraceCommandArgs {
@@ -50,7 +51,7 @@ export async function runTrace(args: TraceCommandArgs): Promise<number> {
   const { Model } = await import("../model/model.js");
   const dir = args.model ?? (await (await import("../synthetic/default-model.js")).ensureDefaultModel());
   const model = await Model.load(dir);
-  const hooks: HookSelector = args.hooks === undefined || args.hooks === "all" ? "all" : args.hooks.split(",").map((s) => s.trim()).filter(Boolean);
+  const hooks: HookSelector = args.hooks === undefined || args.hooks === "all" ? "all" : (args.hooks.split(",").map((s) => s.trim()).filter(Boolean) as HookName[]); // checked by trace
   const t = await model.trace(args.prompt, { hooks, prependBos: args.prependBos });
   const top = t.topK(args.top).map((x) => ({ token: x.token, str: x.str, logit: round(x.logit), prob: round(x.prob) }));
   const cache = [...t.cache].map(([, a]) => summarize(a));

@@ -28,8 +28,18 @@ function num(raw: Record<string, unknown>, keys: string[], fallback?: number): n
   throw new TdbError("E_BAD_INPUT", `config.json lacks ${keys.join(" / ")}`, { value: Object.keys(raw), allowed: keys });
 }
 
+/** A positive integer, or `E_BAD_INPUT` naming the key. */
+function positiveInt(key: string, v: number): number {
+  if (!Number.isInteger(v) || v <= 0) {
+    throw new TdbError("E_BAD_INPUT", `config.json: ${key} must be a positive integer, got ${v}`, { value: v, allowed: "a positive integer" });
+  }
+  return v;
+}
+
 /**
- * Parses a GPT-2-family `config.json`.
+ * Parses a GPT-2-family `config.json` and checks that its dims are consistent: sizes are
+ * positive integers, `n_head` divides `n_embd`, the LayerNorm epsilon is positive. Anything else
+ * is `E_BAD_INPUT` with the offending value.
  *
  * @example
  * ```ts
@@ -38,22 +48,84 @@ function num(raw: Record<string, unknown>, keys: string[], fallback?: number): n
  * ```
  */
 export function parseConfig(raw: Record<string, unknown>): ModelConfig {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new TdbError("E_BAD_INPUT", `config.json must hold a JSON object, got ${raw === null ? "null" : Array.isArray(raw) ? "an array" : typeof raw}`, {
+      value: raw,
+      allowed: "a JSON object",
+    });
+  }
   const modelType = typeof raw.model_type === "string" ? raw.model_type : "";
-  const dModel = num(raw, ["n_embd", "hidden_size", "d_model"]);
-  const nHeads = num(raw, ["n_head", "num_attention_heads"]);
+  const key = (keys: string[]) => keys.find((k) => typeof raw[k] === "number") ?? keys[0]!;
+  const int = (keys: string[], fallback?: number) => positiveInt(key(keys), num(raw, keys, fallback));
+  const dModel = int(["n_embd", "hidden_size", "d_model"]);
+  const nHeads = int(["n_head", "num_attention_heads"]);
+  if (dModel % nHeads !== 0) {
+    throw new TdbError("E_BAD_INPUT", `config.json: ${key(["n_head", "num_attention_heads"])} (${nHeads}) must divide ${key(["n_embd", "hidden_size", "d_model"])} (${dModel})`, {
+      value: nHeads,
+      allowed: `a divisor of ${dModel}`,
+    });
+  }
   const inner = raw.n_inner;
+  const dMlp = typeof inner === "number" ? positiveInt("n_inner", inner) : int(["intermediate_size"], 4 * dModel);
+  const lnEps = num(raw, ["layer_norm_epsilon", "layer_norm_eps"], 1e-5);
+  if (!(lnEps > 0)) {
+    const k = key(["layer_norm_epsilon", "layer_norm_eps"]);
+    throw new TdbError("E_BAD_INPUT", `config.json: ${k} must be positive, got ${lnEps}`, { value: lnEps, allowed: "> 0" });
+  }
   return {
     modelType,
-    nLayers: num(raw, ["n_layer", "num_hidden_layers"]),
+    nLayers: int(["n_layer", "num_hidden_layers"]),
     nHeads,
     dModel,
     dHead: dModel / nHeads,
-    dMlp: typeof inner === "number" ? inner : num(raw, ["intermediate_size"], 4 * dModel),
-    nCtx: num(raw, ["n_positions", "n_ctx", "max_position_embeddings"]),
-    dVocab: num(raw, ["vocab_size"]),
-    lnEps: num(raw, ["layer_norm_epsilon", "layer_norm_eps"], 1e-5),
+    dMlp,
+    nCtx: int(["n_positions", "n_ctx", "max_position_embeddings"]),
+    dVocab: int(["vocab_size"]),
+    lnEps,
     bosTokenId: typeof raw.bos_token_id === "number" ? raw.bos_token_id : undefined,
     eosTokenId: typeof raw.eos_token_id === "number" ? raw.eos_token_id : undefined,
     raw,
   };
+}
+
+/**
+ * Parses the text of `config.json` as read from `origin` (a directory or hub id; `null` when
+ * the file does not exist): `E_MISSING_FILE` when it is missing, `E_BAD_INPUT` naming
+ * `origin/config.json` when it is not a JSON object (malformed, empty, `null`, an array), and
+ * then {@link parseConfig}'s checks.
+ *
+ * @example
+ * ```ts
+ * const config = parseConfigText(await readText(files, "config.json"), files.origin);
+ * ```
+ */
+export function parseConfigText(text: string | null, origin: string): ModelConfig {
+  const where = `${origin}/config.json`;
+  if (text === null) {
+    throw new TdbError("E_MISSING_FILE", `${origin} has no config.json`, { value: "config.json", allowed: ["config.json"] });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (cause) {
+    throw new TdbError("E_BAD_INPUT", `${where} is not valid JSON${text.trim() === "" ? " (the file is empty)" : `: ${(cause as Error).message}`}`, {
+      value: text.length > 200 ? `${text.slice(0, 200)}…` : text,
+      allowed: "a JSON object",
+      cause,
+    });
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new TdbError("E_BAD_INPUT", `${where} must hold a JSON object, got ${raw === null ? "null" : Array.isArray(raw) ? "an array" : typeof raw}`, {
+      value: raw,
+      allowed: "a JSON object",
+    });
+  }
+  try {
+    return parseConfig(raw as Record<string, unknown>);
+  } catch (e) {
+    if (e instanceof TdbError && e.message.startsWith("config.json")) {
+      throw new TdbError(e.code, `${where}${e.message.slice("config.json".length)}`, { value: e.value, allowed: e.allowed });
+    }
+    throw e;
+  }
 }
