@@ -10,10 +10,19 @@ import { Model } from "../src/model/model.js";
 const TEXT =
   "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election produced no evidence that any irregularities took place. The jury further said in term-end presentments that the City Executive Committee, which had over-all charge of the election, deserves the praise and thanks of the City of Atlanta for the manner in which the election was conducted.";
 
+/** Where the GPT-2-small-shaped benchmark model lives (see {@link ensureBenchModel}). */
+export const benchModelDir = (): string => join(import.meta.dirname, "out", "gpt2-small-shapes");
+
+/** Generates the GPT-2-small-shaped model with the real GPT-2 tokenizer, unless it is there already. */
+export async function ensureBenchModel(): Promise<string> {
+  const dir = benchModelDir();
+  await ensureGpt2Model(dir, { config: GPT2_SMALL_SHAPES, seed: 1, tokenizer: "gpt2" });
+  return dir;
+}
+
 /** Loads (generating once) the GPT-2-small-shaped model with the real GPT-2 tokenizer. */
 export async function benchModel(): Promise<{ model: Model; dir: string }> {
-  const dir = join(import.meta.dirname, "out", "gpt2-small-shapes");
-  await ensureGpt2Model(dir, { config: GPT2_SMALL_SHAPES, seed: 1, tokenizer: "gpt2" });
+  const dir = await ensureBenchModel();
   return { model: await Model.load(dir), dir };
 }
 

@@ -7,13 +7,13 @@
  */
 import type { ModelProto } from "onnx-buf";
 import { TdbError } from "../base/errors.js";
-import { Rng } from "../synthetic/random.js";
+import { Rng } from "../base/random.js";
 import { cloneStructure } from "../onnx/clone.js";
 import { OnnxGraph } from "../onnx/graph.js";
 import { encodeModel } from "../onnx/proto.js";
 import { exposeValue, insertEditPoint, tensorValueInfo } from "../onnx/surgery.js";
 import { numel, tensorFromProto, type HostTensor } from "../onnx/tensor.js";
-import { createSession, type OptimizationLevel, type Session } from "../runtime/ort.js";
+import { createSession, type OptimizationLevel, type Session } from "../backend/ort.js";
 import { addGradients, type GradientSpec } from "./backward.js";
 import { promoteFeed, promoteToDouble } from "./promote.js";
 
@@ -25,6 +25,12 @@ export interface GradcheckOptions {
   tolerance?: number;
   /** how many elements per wrt tensor to probe (random subset, seeded). Default 12; all when the tensor is smaller. */
   samples?: number;
+  /**
+   * Flat element indices to probe, per wrt value, instead of a random sample (e.g. the rows of
+   * an embedding table that the input uses: elsewhere its gradient is zero). Wrt values not
+   * named here are sampled. An index outside the tensor is an `E_INDEX_RANGE` error.
+   */
+  indices?: Readonly<Record<string, readonly number[]>>;
   /** Seed of the element sampling. Default 0. */
   seed?: number;
   /**
@@ -60,6 +66,18 @@ export interface GradcheckReport {
   worst: { wrt: string; index: number; analytic: number; numeric: number } | undefined;
   /** Largest relative error per wrt value. */
   perWrt: Record<string, number>;
+  /** Every probed element per wrt value, in probing order. */
+  probes: Record<string, { index: number; analytic: number; numeric: number }[]>;
+  /**
+   * Whether the numeric reference ran on the float64-promoted copy of the graph (see
+   * {@link GradcheckOptions.promote}); false when promotion was not asked for or onnxruntime
+   * could not run the promoted graph.
+   */
+  promoted: boolean;
+  /** Element type of the loss in the probing runs: the precision of the numeric reference. */
+  referenceType: string;
+  /** Why the promoted graph could not run, when promotion was asked for and fell back. */
+  promotionError?: string;
 }
 
 type FloatTensor = HostTensor<"float32" | "float64">;
@@ -105,7 +123,7 @@ export async function gradcheck(model: ModelProto, spec: GradientSpec, feeds: Re
   const exposed = new Map(wrt.map((w) => [w, exposeValue(ag, w)]));
   const { grads } = addGradients(ag, spec);
   const analytic: Record<string, FloatTensor> = {};
-  const report: GradcheckReport = { ok: true, maxRelError: 0, worst: undefined, perWrt: {} };
+  const report: GradcheckReport = { ok: true, maxRelError: 0, worst: undefined, perWrt: {}, probes: {}, promoted: false, referenceType: "" };
   const mismatched = new Set<string>();
   const valueDims: Record<string, number[]> = {};
   {
@@ -166,6 +184,9 @@ export async function gradcheck(model: ModelProto, spec: GradientSpec, feeds: Re
   }
   const lossOut = exposeValue(fg, spec.loss);
   const prober = await openProber(fm, lossOut, { ...feeds, ...extra }, probe, opts.promote ?? true, level);
+  report.promoted = prober.promoted;
+  report.referenceType = prober.lossType;
+  if (prober.promotionError !== undefined) report.promotionError = prober.promotionError;
   try {
     const loss = async (): Promise<number> => {
       const out = (await prober.session.run(prober.feeds, [lossOut]))[lossOut]!;
@@ -186,7 +207,14 @@ export async function gradcheck(model: ModelProto, spec: GradientSpec, feeds: Re
       const floor = Math.max(opts.floor ?? (double ? 1e-8 : preciseProbe ? 1e-5 : 1e-4), (opts.scaleFloor ?? (double ? 1e-4 : 1e-3)) * scale);
       const tolerance = opts.tolerance ?? (double ? 1e-6 : 1e-3);
       let worst = 0;
-      for (const index of sampleIndices(numel(t.dims), opts.samples ?? 12, rng)) {
+      const n = numel(t.dims);
+      const given = opts.indices?.[w];
+      if (given) {
+        const bad = given.find((i) => !Number.isInteger(i) || i < 0 || i >= n);
+        if (bad !== undefined) throw new TdbError("E_INDEX_RANGE", `gradcheck index ${bad} of ${w} is outside [0, ${n - 1}]`, { value: bad, allowed: [0, n - 1] });
+      }
+      const probes: GradcheckReport["probes"][string] = (report.probes[w] = []);
+      for (const index of given ?? sampleIndices(n, opts.samples ?? 12, rng)) {
         const x0 = t.data[index]!;
         const at = async (k: number): Promise<[number, number]> => {
           t.data[index] = x0 + k * eps;
@@ -205,6 +233,7 @@ export async function gradcheck(model: ModelProto, spec: GradientSpec, feeds: Re
         const value = a.data[index]!;
         const rel = Math.abs(value - numeric) / Math.max(Math.abs(value), Math.abs(numeric), floor);
         const err = Number.isNaN(rel) ? Infinity : rel;
+        probes.push({ index, analytic: value, numeric });
         if (err > worst) worst = err;
         if (err > tolerance) report.ok = false;
         if (report.worst === undefined || err > report.maxRelError) {
@@ -225,6 +254,8 @@ interface Prober {
   feeds: Record<string, HostTensor>;
   probe: Record<string, FloatTensor>;
   lossType: string;
+  promoted: boolean;
+  promotionError?: string;
 }
 
 /**
@@ -239,13 +270,15 @@ async function openProber(
   promote: boolean,
   level: OptimizationLevel,
 ): Promise<Prober> {
-  const lossTypeOf = async (p: Omit<Prober, "lossType">) => (await p.session.run(p.feeds, [lossOut]))[lossOut]!.type;
+  const lossTypeOf = async (p: Pick<Prober, "session" | "feeds">) => (await p.session.run(p.feeds, [lossOut]))[lossOut]!.type;
+  let promotionError: string | undefined;
   if (promote) {
     let session: Session | undefined;
     try {
       session = await createSession(encodeModel(promoteToDouble(model)), { optimizationLevel: level });
     } catch (e) {
       if (!(e instanceof TdbError)) throw e;
+      promotionError = e.message;
     }
     if (session) {
       const promoted = new Map<HostTensor, HostTensor>();
@@ -256,10 +289,10 @@ async function openProber(
       }
       const pp: Record<string, FloatTensor> = {};
       for (const [k, t] of Object.entries(probe)) pp[k] = promoted.get(t) as FloatTensor;
-      const p = { session, feeds: pf, probe: pp };
+      const p = { session, feeds: pf, probe: pp, promoted: true };
       return { ...p, lossType: await lossTypeOf(p) };
     }
   }
-  const p = { session: await createSession(encodeModel(model), { optimizationLevel: level }), feeds, probe };
+  const p = { session: await createSession(encodeModel(model), { optimizationLevel: level }), feeds, probe, promoted: false, promotionError };
   return { ...p, lossType: await lossTypeOf(p) };
 }

@@ -6,7 +6,7 @@ import { expect } from "vitest";
 import type { ModelProto } from "onnx-buf";
 import { gradcheck, type GradcheckOptions, type GradcheckReport } from "../../src/autodiff/gradcheck.js";
 import type { GradientSpec } from "../../src/autodiff/backward.js";
-import { Rng } from "../../src/synthetic/random.js";
+import { Rng } from "../../src/base/random.js";
 import { GraphBuilder } from "../../src/onnx/builder.js";
 import type { HostTensor } from "../../src/onnx/tensor.js";
 
@@ -39,6 +39,13 @@ export interface OpCase {
   /** Dims of that output (for the weights R of the loss). */
   outDims: number[];
   seed?: number;
+  /**
+   * Whether the gradcheck's numeric reference is expected to run promoted to float64 (false for
+   * float32 cases of ops onnxruntime has no float64 kernel for: Erf, LeakyRelu). [default: true]
+   */
+  promotes?: boolean;
+  /** Wrt values whose gradient is zero by construction (e.g. read only through an empty slice): every probe must be 0. */
+  zeroGradient?: readonly string[];
 }
 
 /** The model and feeds of a case: loss = ReduceSum(y * R). */
@@ -60,13 +67,36 @@ export function opModel(c: OpCase): { model: ModelProto; feeds: Record<string, H
   return { model: b.build(), feeds };
 }
 
-/** Gradchecks a case w.r.t. `wrt` (default: all float inputs) and expects it within tolerance. */
+/**
+ * Gradchecks a case w.r.t. `wrt` (default: all float inputs) and expects it within tolerance,
+ * with the numeric reference in float64 when promotion is expected (see {@link OpCase.promotes}),
+ * and a non-zero gradient at some probed element of every wrt value (so that 0 = 0 cannot pass)
+ * except those the case lists as zero by construction.
+ */
 export async function expectGradOk(c: OpCase, wrt?: string[], opts: GradcheckOptions = {}, spec: Partial<GradientSpec> = {}): Promise<GradcheckReport> {
   const { model, feeds } = opModel(c);
-  const report = await gradcheck(model, { loss: "loss", wrt: wrt ?? Object.keys(c.inputs), ...spec }, feeds, { samples: 24, ...opts });
-  const tol = opts.tolerance ?? ((c.type ?? "float64") === "float64" ? 1e-6 : 1e-3);
+  const names = wrt ?? Object.keys(c.inputs);
+  expect(names.length).toBeGreaterThan(0);
+  const report = await gradcheck(model, { loss: "loss", wrt: names, ...spec }, feeds, { samples: 24, ...opts });
+  const type = c.type ?? "float64";
+  const tol = opts.tolerance ?? (type === "float64" ? 1e-6 : 1e-3);
   expect(report.maxRelError, JSON.stringify(report.worst)).toBeLessThan(tol);
   expect(report.ok).toBe(true);
+  const promoted = (opts.promote ?? true) && (c.promotes ?? true);
+  expect(report.promoted, report.promotionError).toBe(promoted);
+  expect(report.referenceType).toBe(promoted ? "float64" : type);
+  for (const w of names) {
+    const probes = report.probes[w] ?? [];
+    expect(probes.length, w).toBeGreaterThan(0);
+    if (c.zeroGradient?.includes(w)) {
+      expect(probes.every((p) => p.analytic === 0 && p.numeric === 0), `${w}: a probed gradient is not zero`).toBe(true);
+    } else {
+      expect(
+        probes.some((p) => p.analytic !== 0 && p.numeric !== 0),
+        `${w}: every probed gradient is zero`,
+      ).toBe(true);
+    }
+  }
   return report;
 }
 

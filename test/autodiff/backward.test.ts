@@ -1,7 +1,7 @@
 /**
  * addGradients as a whole: intermediate wrt values, values the loss does not depend on,
- * stop-gradient, dynamic shapes, every opset from 13 to 18, errors, and that gradcheck fails
- * on a wrong gradient rule.
+ * stop-gradient, dynamic shapes, every opset from 13 to 18, errors, and gradcheck itself: it
+ * fails on a wrong gradient rule, probes what it is told, and reports float64 promotion.
  */
 import type { ModelProto } from "onnx-buf";
 import { describe, expect, it } from "vitest";
@@ -13,8 +13,8 @@ import { GraphBuilder, valueInfo } from "../../src/onnx/builder.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import { encodeModel } from "../../src/onnx/proto.js";
 import { exposeValue } from "../../src/onnx/surgery.js";
-import type { HostTensor } from "../../src/onnx/tensor.js";
-import { createSession } from "../../src/runtime/ort.js";
+import { tensorFromProto, type HostTensor } from "../../src/onnx/tensor.js";
+import { createSession } from "../../src/backend/ort.js";
 import { expectGradOk, int64, opModel, tensor } from "./_helpers.js";
 
 function thrown(f: () => unknown): TdbError {
@@ -272,5 +272,36 @@ describe("gradcheck", () => {
     const r = await gradcheck(model, { loss: "loss", wrt: ["a", "b"] }, feeds, { samples: 100 });
     expect(Object.keys(r.perWrt).sort()).toEqual(["a", "b"]);
     expect(r.ok).toBe(true);
+    expect(r.probes.a!.map((p) => p.index)).toEqual([0, 1, 2, 3]);
+    expect(r.probes.b!.map((p) => p.index)).toEqual([0, 1, 2]);
+    // loss = sum((sum(a) + b) * R): d/da_i = sum(R), d/db_j = R_j (closed form).
+    const rv = tensorFromProto(model.graph!.initializer.find((t) => t.name === "R")!).data as Float64Array;
+    const sumR = rv.reduce((x, y) => x + y, 0);
+    for (const p of r.probes.a!) expect(p.analytic).toBeCloseTo(sumR, 12);
+    r.probes.b!.forEach((p, j) => expect(p.analytic).toBeCloseTo(rv[j]!, 12));
+  });
+
+  it("probes the given indices, and rejects indices outside the tensor", async () => {
+    const { model, feeds } = opModel({ inputs: { x: [4, 5] }, build: (g) => g.op("Tanh", ["x"]), outDims: [4, 5] });
+    const r = await gradcheck(model, { loss: "loss", wrt: ["x"] }, feeds, { indices: { x: [19, 0, 7] } });
+    expect(r.ok).toBe(true);
+    expect(r.probes.x!.map((p) => p.index)).toEqual([19, 0, 7]);
+    await expect(gradcheck(model, { loss: "loss", wrt: ["x"] }, feeds, { indices: { x: [20] } })).rejects.toMatchObject({ code: "E_INDEX_RANGE", value: 20 });
+    await expect(gradcheck(model, { loss: "loss", wrt: ["x"] }, feeds, { indices: { x: [1.5] } })).rejects.toMatchObject({ code: "E_INDEX_RANGE" });
+  });
+
+  it("reports whether the numeric reference ran promoted to float64", async () => {
+    const f32 = opModel({ type: "float32", inputs: { x: [3, 4] }, build: (g) => g.op("Tanh", ["x"]), outDims: [3, 4] });
+    const promoted = await gradcheck(f32.model, { loss: "loss", wrt: ["x"] }, f32.feeds);
+    expect([promoted.promoted, promoted.referenceType, promoted.promotionError]).toEqual([true, "float64", undefined]);
+    const plain = await gradcheck(f32.model, { loss: "loss", wrt: ["x"] }, f32.feeds, { promote: false });
+    expect([plain.promoted, plain.referenceType]).toEqual([false, "float32"]);
+    // onnxruntime has no float64 Erf kernel: the check falls back to float32 and says why.
+    const erf = opModel({ type: "float32", inputs: { x: [3, 4] }, build: (g) => g.op("Erf", ["x"]), outDims: [3, 4] });
+    const fallback = await gradcheck(erf.model, { loss: "loss", wrt: ["x"] }, erf.feeds);
+    expect([fallback.promoted, fallback.referenceType]).toEqual([false, "float32"]);
+    expect(fallback.promotionError).toMatch(/Erf|double|kernel/i);
+    // Float32 rounding shows in the unpromoted check's error and not in the promoted one's.
+    expect(promoted.maxRelError).toBeLessThan(plain.maxRelError);
   });
 });

@@ -97,6 +97,7 @@ describe("unary ops (float64)", () => {
       feeds: { x: awayFromZero([3, 4], 3, "float32", 0.5) },
       build: (g) => g.op("LeakyRelu", ["x"], { attrs: { alpha: attr.float(0.2) } }),
       outDims: [3, 4],
+      promotes: false,
     }, undefined, { eps: 0.1 }); // piecewise linear: a large step has no truncation error and less float32 noise
   });
 
@@ -123,8 +124,9 @@ describe("unary ops (float64)", () => {
   });
 
   it("Erf (float32: onnxruntime has no float64 Erf)", async () => {
-    const r = await expectGradOk({ type: "float32", inputs: { x: [3, 4] }, build: (g) => g.op("Erf", ["x"]), outDims: [3, 4] });
+    const r = await expectGradOk({ type: "float32", inputs: { x: [3, 4] }, build: (g) => g.op("Erf", ["x"]), outDims: [3, 4], promotes: false });
     expect(r.maxRelError).toBeLessThan(1e-3);
+    expect(r.promotionError).toBeDefined();
   });
 
   it("the tanh-GELU of GPT-2, spelled out as the exporter does", async () => {
@@ -183,5 +185,8 @@ describe("Where, Expand, Cast", () => {
     const r = await gradcheck(b.build(), { loss: "loss", wrt: ["x"] }, { x: tensor([3, 4], 1, "float32") }, { samples: 12 });
     expect(r.maxRelError).toBeLessThan(1e-3);
     expect(r.ok).toBe(true);
+    // The float32 input was promoted: the reference ran in float64 throughout.
+    expect([r.promoted, r.referenceType]).toEqual([true, "float64"]);
+    expect(r.probes.x!.length).toBe(12);
   });
 });

@@ -7,7 +7,7 @@ import { addGradients } from "../../src/autodiff/backward.js";
 import { GraphBuilder, attr } from "../../src/onnx/builder.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import { encodeModel } from "../../src/onnx/proto.js";
-import { createSession } from "../../src/runtime/ort.js";
+import { createSession } from "../../src/backend/ort.js";
 import { expectGradOk, tensor } from "./_helpers.js";
 
 const MATMUL: [number[], number[], number[]][] = [

@@ -4,7 +4,7 @@
  * (`If` + past_key_values) export variant as transformers.js loads it.
  */
 import { describe, expect, it } from "vitest";
-import { Model } from "../../src/model/model.js";
+import { Model, runtimeOf } from "../../src/model/model.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
 import { makeTestModel, maxAbsDiff, type TestModel, useTestModel } from "../helpers/models.js";
 
@@ -85,10 +85,10 @@ describe("merged export variant (If on use_cache_branch, past_key_values inputs)
     const merged = await makeTestModel({ seed: 3, variant: "merged" });
     const m = await Model.load(merged.dir);
     try {
-      const ops = m.baseModel.graph!.node.map((n) => n.opType);
+      const ops = runtimeOf(m).base.graph!.node.map((n) => n.opType);
       expect(ops).not.toContain("If");
-      expect(m.baseModel.graph!.input.map((i) => i.name)).toEqual(["input_ids", "attention_mask"]);
-      expect(m.hookMap.unavailable.size).toBe(0);
+      expect(runtimeOf(m).base.graph!.input.map((i) => i.name)).toEqual(["input_ids", "attention_mask"]);
+      expect(runtimeOf(m).hookMap.unavailable.size).toBe(0);
       const t = await m.trace(rows2(), { hooks: ["blocks.1.attn.hook_pattern"] });
       const ref = refLogits(rows2());
       for (let p = 0; p < 4; p++) expect(maxAbsDiff(t.logits.row(0, p), ref(0, p))).toBeLessThan(1e-4);
@@ -104,13 +104,29 @@ function rows2(): number[][] {
 }
 
 describe("patched sessions", () => {
-  it("are never released while a run uses them (concurrent traces, maxSessions 1)", async () => {
+  it("are never released while a run uses them (concurrent traces, maxSessions 1), and concurrent results equal sequential ones", async () => {
     const m = await Model.load(tm.dir, { maxSessions: 1 });
     try {
       const hooks = ["hook_embed", "blocks.0.mlp.hook_post", "blocks.1.attn.hook_pattern", "blocks.1.hook_resid_post"] as const;
-      const traces = await Promise.all(hooks.map((h) => m.trace([1, 2, 3, 4], { hooks: [h] })));
+      // A different prompt per trace, so that results swapped between concurrent runs show.
+      const prompts = hooks.map((_, i) => [1 + i, 2 + 3 * i, 30 + i, 4, 77 + 5 * i]);
+      const traces = await Promise.all(hooks.map((h, i) => m.trace(prompts[i]!, { hooks: [h] })));
+      expect(traces).toHaveLength(hooks.length);
       traces.forEach((t, i) => expect(t.cache.has(hooks[i]!)).toBe(true));
-      expect(await m.liveSessions()).toHaveLength(1);
+      expect(await runtimeOf(m).liveSessions()).toHaveLength(1);
+      // Each concurrent result equals, element for element, the same trace run alone afterwards,
+      // and the float64 reference.
+      for (const [i, h] of hooks.entries()) {
+        const alone = await m.trace(prompts[i]!, { hooks: [h] });
+        const got = traces[i]!;
+        expect(got.tokens).toEqual([prompts[i]]);
+        expect(got.cache.get(h).dims).toEqual(alone.cache.get(h).dims);
+        expect(maxAbsDiff(got.cache.get(h).data, alone.cache.get(h).data), h).toBeLessThanOrEqual(1e-6);
+        expect(maxAbsDiff(got.logits.data, alone.logits.data), h).toBeLessThanOrEqual(1e-6);
+        const ref = gpt2Reference(tm.arch, tm.weights, [prompts[i]!]);
+        expect(maxAbsDiff(got.cache.get(h).data, ref.cache.get(h)!.data), `${h} vs reference`).toBeLessThan(1e-4);
+        expect(maxAbsDiff(got.logits.data, ref.logits.data), `logits ${i} vs reference`).toBeLessThan(1e-4);
+      }
     } finally {
       await m.dispose();
     }
@@ -121,16 +137,16 @@ describe("patched sessions", () => {
     try {
       const a = ["blocks.0.hook_resid_post", "blocks.1.attn.hook_pattern"] as const;
       await m.trace([1, 2, 3], { hooks: [...a] });
-      expect(await m.liveSessions()).toEqual([[...a]]);
+      expect(await runtimeOf(m).liveSessions()).toEqual([[...a]]);
       await m.trace([4, 5], { hooks: ["blocks.1.attn.hook_pattern"] }); // subset: reused
       await m.trace([4, 5], { hooks: [...a] });
-      expect(await m.liveSessions()).toHaveLength(1);
+      expect(await runtimeOf(m).liveSessions()).toHaveLength(1);
       await m.trace([4, 5], { hooks: ["hook_embed"] });
       await m.trace([4, 5], { hooks: ["blocks.0.mlp.hook_post"] });
-      expect(await m.liveSessions()).toEqual([["hook_embed"], ["blocks.0.mlp.hook_post"]]);
+      expect(await runtimeOf(m).liveSessions()).toEqual([["hook_embed"], ["blocks.0.mlp.hook_post"]]);
     } finally {
       await m.dispose();
     }
-    expect(await m.liveSessions()).toEqual([]);
+    expect(await runtimeOf(m).liveSessions()).toEqual([]);
   });
 });
