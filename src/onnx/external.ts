@@ -170,6 +170,94 @@ function mapInitializers(g: GraphProto, map: (t: TensorProto) => TensorProto): G
   return changed ? copy(g, { initializer, node }) : g;
 }
 
+/** Where one tensor's bytes sit in an external data file. */
+export interface ExternalSlot {
+  /** Byte offset in the data file (a multiple of the plan's alignment). */
+  offset: number;
+  /** Byte length. */
+  length: number;
+}
+
+/** Result of {@link planExternalData}: which tensors move, and where. */
+export interface ExternalPlan {
+  /** Tensors that move (initializers of the main graph and subgraphs), by object identity. */
+  slots: Map<TensorProto, ExternalSlot>;
+  /** Size of the data file, bytes. */
+  size: number;
+}
+
+function checkAlignment(alignment: number): void {
+  if (!Number.isInteger(alignment) || alignment < 1) {
+    throw new TdbError("E_BAD_OPTION", `alignment must be a positive integer, got ${alignment}`, { value: alignment, allowed: "a positive integer" });
+  }
+}
+
+/**
+ * Lays out the raw bytes of the large initializers of `model` (main graph and subgraphs; tensors
+ * already external are left where they are) in one data file, each at a multiple of
+ * `alignment`, without copying anything. Write each tensor's `rawData` at its slot's offset, then
+ * point the model at the file with {@link pointToExternalData}; {@link externalizeData} does
+ * both in memory.
+ *
+ * @example
+ * ```ts
+ * const plan = planExternalData(model, { sizeThreshold: 65536, alignment: 4096 });
+ * for (const [t, { offset }] of plan.slots) writeSync(fd, t.rawData, 0, t.rawData.byteLength, offset);
+ * ```
+ */
+export function planExternalData(model: ModelProto, opts: Omit<ExternalizeOptions, "location"> = {}): ExternalPlan {
+  const threshold = opts.sizeThreshold ?? 1024;
+  const alignment = opts.alignment ?? 64;
+  checkAlignment(alignment);
+  if (!model.graph) throw new TdbError("E_ONNX_INVALID", "the model has no graph");
+  const slots = new Map<TensorProto, ExternalSlot>();
+  let size = 0;
+  mapInitializers(model.graph, (t) => {
+    if (slots.has(t) || t.dataLocation === TensorProto_DataLocation.EXTERNAL) return t;
+    const n = t.rawData?.byteLength ?? 0;
+    if (n === 0 || n < threshold) return t;
+    size = Math.ceil(size / alignment) * alignment;
+    slots.set(t, { offset: size, length: n });
+    size += n;
+    return t;
+  });
+  return { slots, size };
+}
+
+/** A copy of `t` that keeps its bytes in `location` at `slot` (rawData unset). */
+export function externalTensor(t: TensorProto, location: string, slot: ExternalSlot): TensorProto {
+  // Field by field, leaving rawData out (unset, not empty: it is left out of the encoding), so
+  // that tensors whose bytes are read on demand (an accessor) are not read here.
+  const ext = Object.create(Object.getPrototypeOf(t) as object) as TensorProto;
+  for (const k of Object.keys(t) as (keyof TensorProto)[]) if (k !== "rawData") (ext as unknown as Record<string, unknown>)[k] = t[k];
+  ext.dataLocation = TensorProto_DataLocation.EXTERNAL;
+  ext.externalData = [
+    create(StringStringEntryProtoSchema, { key: "location", value: location }),
+    create(StringStringEntryProtoSchema, { key: "offset", value: String(slot.offset) }),
+    create(StringStringEntryProtoSchema, { key: "length", value: String(slot.length) }),
+  ];
+  return ext;
+}
+
+/**
+ * A copy of `model` whose initializers found in `slots` (by object identity, in the main graph
+ * and subgraphs) are external tensors in `location`; everything else is shared with `model`,
+ * which is not modified.
+ */
+export function pointToExternalData(model: ModelProto, location: string, slots: ReadonlyMap<TensorProto, ExternalSlot>): ModelProto {
+  checkLocation(location, "(pointToExternalData)");
+  if (!model.graph) throw new TdbError("E_ONNX_INVALID", "the model has no graph");
+  const replaced = new Map<TensorProto, TensorProto>();
+  const graph = mapInitializers(model.graph, (t) => {
+    const slot = slots.get(t);
+    if (!slot) return t;
+    let r = replaced.get(t);
+    if (!r) replaced.set(t, (r = externalTensor(t, location, slot)));
+    return r;
+  });
+  return graph === model.graph ? model : copy(model, { graph });
+}
+
 /**
  * Moves the raw bytes of large initializers (of the main graph and of subgraphs) into one data
  * buffer, for writing `model.onnx` next to `model.onnx_data`. The input model is not modified;
@@ -183,40 +271,10 @@ function mapInitializers(g: GraphProto, map: (t: TensorProto) => TensorProto): G
  * ```
  */
 export function externalizeData(model: ModelProto, opts: ExternalizeOptions): Externalized {
-  const threshold = opts.sizeThreshold ?? 1024;
-  const alignment = opts.alignment ?? 64;
-  if (!Number.isInteger(alignment) || alignment < 1) {
-    throw new TdbError("E_BAD_OPTION", `alignment must be a positive integer, got ${alignment}`, { value: alignment });
-  }
+  checkAlignment(opts.alignment ?? 64);
   checkLocation(opts.location, "(externalizeData)");
-  if (!model.graph) throw new TdbError("E_ONNX_INVALID", "the model has no graph");
-  const moves = new Map<TensorProto, number>();
-  let size = 0;
-  const plan = (t: TensorProto) => {
-    if (moves.has(t) || t.dataLocation === TensorProto_DataLocation.EXTERNAL) return t;
-    const n = t.rawData?.byteLength ?? 0;
-    if (n === 0 || n < threshold) return t;
-    size = Math.ceil(size / alignment) * alignment;
-    moves.set(t, size);
-    size += t.rawData.byteLength;
-    return t;
-  };
-  mapInitializers(model.graph, plan);
-  const data = new Uint8Array(size);
-  const replaced = new Map<TensorProto, TensorProto>();
-  for (const [t, offset] of moves) {
-    data.set(t.rawData, offset);
-    const ext = copy(t, {
-      dataLocation: TensorProto_DataLocation.EXTERNAL,
-      externalData: [
-        create(StringStringEntryProtoSchema, { key: "location", value: opts.location }),
-        create(StringStringEntryProtoSchema, { key: "offset", value: String(offset) }),
-        create(StringStringEntryProtoSchema, { key: "length", value: String(t.rawData.byteLength) }),
-      ],
-    });
-    delete (ext as Partial<TensorProto>).rawData; // unset, not empty: the field is left out
-    replaced.set(t, ext);
-  }
-  const graph = mapInitializers(model.graph, (t) => replaced.get(t) ?? t);
-  return { model: copy(model, { graph }), data };
+  const plan = planExternalData(model, opts);
+  const data = new Uint8Array(plan.size);
+  for (const [t, { offset }] of plan.slots) data.set(t.rawData, offset);
+  return { model: pointToExternalData(model, opts.location, plan.slots), data };
 }

@@ -1,19 +1,27 @@
 /**
  * The onnxruntime sessions a {@link Model} keeps: the unpatched baseline, patched sessions (one
  * per hook set / edit points / logit selection, reused when a live one covers a request), and
- * auxiliary sessions (attribution graphs with a backward pass) by key. Each session holds its
- * own copy of the weights, so at most `maxSessions` patched and `maxSessions` auxiliary sessions
- * stay alive; the least recently used that no run is using are released first.
+ * auxiliary sessions (attribution graphs with a backward pass) by key, in one least-recently-used
+ * set bounded by `maxSessions` over every kind together (see {@link SessionPoolOptions.maxSessions}).
+ *
+ * Weights: with onnxruntime-node, the model's large initializers are written once to a
+ * temporary file that every session memory-maps ({@link WeightStore}), so a session costs what
+ * onnxruntime allocates for it (chiefly the prepacked copy of each MatMul weight, ~0.49 GB for
+ * GPT-2 small, and its activation arena) rather than a full copy of the model; the loaded
+ * model's tensors read their bytes back from that file on demand.
  *
  * @module
  */
-import type { ModelProto } from "onnx-buf";
+import type { ModelProto, TensorProto } from "onnx-buf";
 import type { ModelConfig } from "./config.js";
 import type { HookMap } from "../hooks/adapter.js";
 import type { HookName } from "../hooks/names.js";
+import { TdbError } from "../base/errors.js";
 import { encodeModel } from "../onnx/proto.js";
+import { bytesPerElement, elemTypeOf } from "../onnx/tensor.js";
 import { buildPatchedGraph, type PatchedGraph } from "./patched-graph.js";
-import { createSession, type Device, type OptimizationLevel, type Session } from "./ort.js";
+import { createSession, ortBackend, type Device, type OptimizationLevel, type Session } from "../backend/ort.js";
+import type { WeightStore } from "../backend/weight-store.js";
 
 /** What a patched session must offer. */
 export interface PatchedRequest {
@@ -38,62 +46,152 @@ export interface PatchedSession {
 export interface SessionPoolOptions {
   device?: Device;
   optimizationLevel?: OptimizationLevel;
-  /** Sessions of each kind kept alive. [default: 2] */
+  /**
+   * Sessions kept alive, of every kind together (unpatched, patched, attribution). A session
+   * counts as the number of prepacked copies of the weight matrices it holds (onnxruntime keeps
+   * one per session: ~0.5 GB for GPT-2 small): 1 for the unpatched and patched graphs, 2 for an
+   * attribution graph with a backward pass (it multiplies by W and W^T). Before a session is
+   * built, the least recently used idle ones are released until it fits; a session a call is
+   * running on is never released, so calls running at once on different sessions can hold more
+   * (one each) until they finish, and a session that counts more than `maxSessions` is built
+   * alone. [default: 2]
+   */
   maxSessions?: number;
+  /**
+   * Where sessions get their weights (onnxruntime-node only). A directory (default: the OS
+   * temporary directory): the weights are written once to a file in a new temporary directory
+   * there, which every session memory-maps, and the loaded model's tensors read their bytes back
+   * from it on demand instead of keeping them in memory; the directory is removed at
+   * `dispose` (or process exit). `false`: every session gets a copy of the weights from the
+   * model bytes, and the loaded model keeps its bytes in memory. [default: the OS temporary directory]
+   */
+  weightsDir?: string | false;
 }
 
-interface Entry<T> {
-  value: Promise<T>;
+/** What the pool keeps: a session, and for patched sessions what it was built with. */
+type Held = { kind: "baseline"; session: Session } | { kind: "aux"; session: Session } | { kind: "patched"; session: Session; patched: PatchedSession };
+
+interface Entry {
+  value: Promise<Held>;
   users: number;
+  /** How many sessions this one counts as (see {@link weightCopies}). */
+  cost: number;
 }
 
-/** A least-recently-used set of sessions that never releases one a run is using. */
-class Lru<K, T extends { release(): Promise<void> } | { session: Session }> {
-  readonly entries = new Map<K, Entry<T>>();
-  constructor(private readonly max: number) {}
+/** How to build a missing session: what it will count as, and the build. */
+interface Plan {
+  cost: number;
+  make: () => Promise<Held>;
+}
 
-  async use<R>(key: K, make: () => Promise<T>, fn: (t: T) => Promise<R>): Promise<R> {
+function tensorBytes(t: TensorProto): number {
+  let per = 4;
+  try {
+    per = bytesPerElement(elemTypeOf(t.dataType));
+  } catch {
+    // an element type tdb-js does not read: count it as float32
+  }
+  return t.dims.reduce((n, d) => n * Number(d), per);
+}
+
+/**
+ * Bytes of the constant weight matrices a session of `model` will hold a prepacked copy of:
+ * the initializers read as the B operand of a MatMul or Gemm, directly or through a Transpose
+ * (onnxruntime folds the Transpose into a new constant and prepacks that too). A graph with a
+ * backward pass multiplies by both W and W^T, so it holds two copies.
+ */
+export function packedWeightBytes(model: ModelProto): number {
+  const g = model.graph;
+  if (!g) return 0;
+  const inits = new Map(g.initializer.map((t) => [t.name, t]));
+  const transposed = new Map<string, TensorProto>();
+  for (const n of g.node) {
+    const t = n.opType === "Transpose" ? inits.get(n.input[0] ?? "") : undefined;
+    if (t && n.output[0]) transposed.set(n.output[0], t);
+  }
+  let bytes = 0;
+  for (const n of g.node) {
+    if (n.opType !== "MatMul" && n.opType !== "Gemm") continue;
+    const b = n.input[1] ?? "";
+    const t = inits.get(b) ?? transposed.get(b);
+    if (t) bytes += tensorBytes(t);
+  }
+  return bytes;
+}
+
+/**
+ * A least-recently-used set of sessions of every kind that never releases one a run is using.
+ * Before a session is built, idle ones are released so that the new one makes at most `max`.
+ */
+class Lru {
+  /** Live entries, least recently used first. Keys: "baseline", `aux:<key>`, or a {@link PatchedRequest}. */
+  readonly entries = new Map<unknown, Entry>();
+  constructor(readonly max: number) {}
+
+  async use<R>(key: unknown, plan: () => Plan, fn: (h: Held) => Promise<R>): Promise<R> {
     let e = this.entries.get(key);
     if (e) this.entries.delete(key);
-    else e = { value: make(), users: 0 };
+    else {
+      const p = plan();
+      await this.trim(this.max - p.cost);
+      e = this.entries.get(key); // built by another call meanwhile?
+      if (e) this.entries.delete(key);
+      else e = { value: p.make(), users: 0, cost: p.cost };
+    }
     this.entries.set(key, e);
     e.users++;
     try {
       return await fn(await e.value);
     } catch (err) {
-      if (!(await e.value.then(() => true, () => false))) this.entries.delete(key);
+      if (!(await e.value.then(() => true, () => false)) && this.entries.get(key) === e) this.entries.delete(key);
       throw err;
     } finally {
       e.users--;
-      await this.trim();
+      await this.trim(this.max);
     }
   }
 
-  private async trim(): Promise<void> {
+  /** What the live sessions count as together. */
+  get size(): number {
+    let n = 0;
+    for (const e of this.entries.values()) n += e.cost;
+    return n;
+  }
+
+  /** Releases idle sessions, least recently used first, until the live ones count as at most `n`. */
+  private async trim(n: number): Promise<void> {
+    const victims: Entry[] = [];
+    let size = this.size;
     for (const [k, e] of [...this.entries]) {
-      if (this.entries.size <= this.max) return;
+      if (size <= n) break;
       if (e.users > 0) continue;
       this.entries.delete(k);
-      await release(await e.value);
+      size -= e.cost;
+      victims.push(e);
     }
+    for (const e of victims) await release(e.value);
   }
 
   async clear(): Promise<void> {
-    for (const e of this.entries.values()) await release(await e.value.catch(() => undefined));
+    const all = [...this.entries.values()];
     this.entries.clear();
+    for (const e of all) await release(e.value);
   }
 }
 
-async function release(x: { release(): Promise<void> } | { session: Session } | undefined): Promise<void> {
-  if (!x) return;
-  await ("session" in x ? x.session.release() : x.release());
+async function release(value: Promise<Held>): Promise<void> {
+  const h = await value.catch(() => undefined);
+  await h?.session.release();
 }
 
 /** The sessions of one model. */
 export class SessionPool {
-  private readonly patched: Lru<PatchedRequest, PatchedSession>;
-  private readonly aux: Lru<string, Session>;
-  private baselineSession: Promise<Session> | undefined;
+  private readonly live: Lru;
+  /** The weight store (null: weights in memory), set up from the constructor on. */
+  private readonly store: Promise<WeightStore | null>;
+  private collected = false;
+  /** Why the weights stay in memory although a store was asked for, if they do. */
+  storeError: unknown;
 
   /** A pool for the flattened `base` model. */
   constructor(
@@ -102,19 +200,75 @@ export class SessionPool {
     private readonly config: ModelConfig,
     private readonly opts: SessionPoolOptions = {},
   ) {
-    const max = Math.max(1, opts.maxSessions ?? 2);
-    this.patched = new Lru(max);
-    this.aux = new Lru(max);
+    const max = opts.maxSessions ?? 2;
+    if (!Number.isInteger(max) || max < 1) {
+      throw new TdbError("E_BAD_OPTION", `maxSessions must be a positive integer, got ${max}`, { value: max, allowed: ">= 1" });
+    }
+    this.live = new Lru(max);
+    this.store = this.openStore();
   }
 
-  private create(model: ModelProto): Promise<Session> {
-    return createSession(encodeModel(model), { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel });
+  /**
+   * Writes the weights to the store and detaches the base model from its bytes (see
+   * {@link WeightStore}); null when weights stay in memory (`weightsDir: false`, not
+   * onnxruntime-node, or the file could not be written: then {@link SessionPool.storeError}).
+   */
+  private async openStore(): Promise<WeightStore | null> {
+    const dir = this.opts.weightsDir;
+    if (dir === false) return null;
+    try {
+      const backend = await ortBackend();
+      if (!backend.weightStore) return null;
+      const { WeightStore } = await backend.weightStore();
+      const store = WeightStore.create(this.base, { parentDir: dir });
+      store.detach(this.base);
+      return store;
+    } catch (err) {
+      this.storeError = err;
+      return null;
+    }
+  }
+
+  /**
+   * Resolves once the weights are where sessions will read them from: written to the weight
+   * file and dropped from the base model (or kept in memory). Await it before anything reads the
+   * base model's weights (`adapter.weights`): views taken earlier pin the whole buffer the model
+   * was decoded from (0.67 GB for GPT-2 small) for as long as they live.
+   */
+  async ready(): Promise<void> {
+    await this.store;
+  }
+
+  /**
+   * The data file sessions map the weights from, once it is written; null when every session
+   * gets a copy of the weights instead (see {@link SessionPoolOptions.weightsDir}).
+   */
+  async weightFile(): Promise<string | null> {
+    return (await this.store)?.path ?? null;
+  }
+
+  private async create(model: ModelProto): Promise<Session> {
+    const opts = { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel };
+    const store = await this.store;
+    if (!store) return createSession(encodeModel(model), opts);
+    if (!this.collected) {
+      // The buffer the model was decoded from is garbage now (detached at load), but V8 may
+      // keep it until much later: collect it before the first session allocates its weights.
+      this.collected = true;
+      // (through the backend: a literal import of weight-store.ts would pull node:fs into browser bundles)
+      (await (await ortBackend()).weightStore!()).collectGarbage();
+    }
+    const path = await store.writeModel(model);
+    try {
+      return await createSession(path, opts);
+    } finally {
+      await store.removeModel(path);
+    }
   }
 
   /** Runs `fn` on the unpatched session. */
   async withBaseline<R>(fn: (s: Session) => Promise<R>): Promise<R> {
-    this.baselineSession ??= this.create(this.base);
-    return fn(await this.baselineSession);
+    return this.live.use("baseline", () => ({ cost: 1, make: async () => ({ kind: "baseline", session: await this.create(this.base) }) }), (h) => fn(h.session));
   }
 
   /**
@@ -125,15 +279,25 @@ export class SessionPool {
   async withPatched<R>(req: PatchedRequest, fn: (s: PatchedSession) => Promise<R>): Promise<R> {
     const fits = (s: PatchedSession) =>
       s.selectLogits === req.selectLogits && s.prefixShare === req.prefixShare && req.hooks.every((h) => s.hooks.has(h)) && req.edits.every((h) => s.editHooks.has(h));
-    let key = req;
-    for (const [k, e] of this.patched.entries) {
-      const s = await e.value.catch(() => undefined);
-      if (s && fits(s)) {
+    let key: unknown = req;
+    for (const [k, e] of this.live.entries) {
+      const h = await e.value.catch(() => undefined);
+      if (h?.kind === "patched" && fits(h.patched)) {
         key = k;
         break;
       }
     }
-    return this.patched.use(key, () => this.build(req), fn);
+    return this.live.use(
+      key,
+      () => ({
+        cost: 1,
+        make: async () => {
+          const patched = await this.build(req);
+          return { kind: "patched", session: patched.session, patched };
+        },
+      }),
+      (h) => fn((h as Extract<Held, { kind: "patched" }>).patched),
+    );
   }
 
   private async build(req: PatchedRequest): Promise<PatchedSession> {
@@ -157,24 +321,42 @@ export class SessionPool {
 
   /** Runs `fn` on the auxiliary session of `key`, building it from `build()` on first use. */
   async withAux<R>(key: string, build: () => ModelProto, fn: (s: Session) => Promise<R>): Promise<R> {
-    return this.aux.use(key, () => this.create(build()), fn);
+    return this.live.use(
+      `aux:${key}`,
+      () => {
+        const model = build();
+        return { cost: this.weightCopies(model), make: async () => ({ kind: "aux", session: await this.create(model) }) };
+      },
+      (h) => fn(h.session),
+    );
+  }
+
+  private baseBytes: number | undefined;
+
+  /**
+   * How many sessions a session of `model` counts as: the prepacked weight copies it will hold,
+   * relative to the unpatched model's (rounded, at least 1). Patched graphs count 1; attribution
+   * graphs with a backward pass 2.
+   */
+  private weightCopies(model: ModelProto): number {
+    this.baseBytes ??= packedWeightBytes(this.base);
+    if (this.baseBytes === 0) return 1;
+    return Math.max(1, Math.round(packedWeightBytes(model) / this.baseBytes));
   }
 
   /** Hook sets of the live patched sessions, most recently used last. */
   async liveHookSets(): Promise<HookName[][]> {
     const out: HookName[][] = [];
-    for (const e of this.patched.entries.values()) {
-      const s = await e.value.catch(() => undefined);
-      if (s) out.push([...s.hooks]);
+    for (const e of this.live.entries.values()) {
+      const h = await e.value.catch(() => undefined);
+      if (h?.kind === "patched") out.push([...h.patched.hooks]);
     }
     return out;
   }
 
   /** Releases every session. */
   async dispose(): Promise<void> {
-    await this.patched.clear();
-    await this.aux.clear();
-    if (this.baselineSession) await (await this.baselineSession).release();
-    this.baselineSession = undefined;
+    await this.live.clear();
+    await (await this.store)?.release();
   }
 }
