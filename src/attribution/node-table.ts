@@ -14,8 +14,10 @@
  * @module
  */
 import { TdbError } from "../base/errors.js";
+import { nodeTableHtml, summarizeNodeTable, withDisplay } from "../base/inspect.js";
 import type { HookName } from "../hooks/names.js";
-import type { Model, ModelInput } from "../model/model.js";
+import type { ModelRuntime } from "../runtime/runtime.js";
+import type { ModelInput } from "../runtime/options.js";
 import type { HostTensor } from "../onnx/tensor.js";
 import type { TokenLike, TopToken } from "../trace/trace.js";
 import { buildAttributionGraph, LOSS_WEIGHTS_INPUT, NEURON_DIRECT_MASK_INPUT, TOP_K_INPUT, type AttributionGraph, type AttributionLoss } from "./graph.js";
@@ -51,7 +53,7 @@ export interface AttributionNode {
 /** Columns of the table. */
 export type Column = "activation" | "writeMagnitude" | "directEffect" | "totalEffect";
 
-/** Result of {@link attribute} and {@link traceUpstream}. */
+/** Result of {@link Model.attribute} and {@link Model.traceUpstream}. */
 export interface NodeTable {
   /** Union of the top-k of every column and the bottom-k of the effect columns, by |totalEffect| descending. */
   nodes: AttributionNode[];
@@ -68,7 +70,7 @@ export interface NodeTable {
   bottomLogits?: TopToken[];
 }
 
-/** Options of {@link attribute}. */
+/** Options of {@link Model.attribute}. */
 export interface AttributeOptions {
   target: TokenLike | readonly TokenLike[];
   distractor: TokenLike | readonly TokenLike[];
@@ -87,7 +89,7 @@ export type UpstreamNode =
   | { type: "mlp_neuron"; layer: number; index: number; position: number }
   | { type: "attention_head"; layer: number; head: number; position: number; keyPosition: number };
 
-/** Options of {@link traceUpstream}. */
+/** Options of {@link Model.traceUpstream}. */
 export interface UpstreamOptions {
   /**
    * For attention nodes: differentiate the attention logit through the query, the key, or both;
@@ -104,9 +106,9 @@ export interface UpstreamOptions {
   prependBos?: boolean;
 }
 
-const graphs = new WeakMap<Model, Map<string, AttributionGraph>>();
+const graphs = new WeakMap<ModelRuntime, Map<string, AttributionGraph>>();
 
-function graphFor(model: Model, key: string, loss: AttributionLoss, detach: boolean): AttributionGraph {
+function graphFor(model: ModelRuntime, key: string, loss: AttributionLoss, detach: boolean): AttributionGraph {
   let m = graphs.get(model);
   if (!m) graphs.set(model, (m = new Map()));
   let g = m.get(key);
@@ -175,7 +177,7 @@ const f32 = (t: HostTensor | undefined, name: string): Float32Array => {
 
 /** Runs an attribution graph and builds the node table. `read` is the residual the loss reads (its gradient is `g`). */
 async function nodeTable(
-  model: Model,
+  model: ModelRuntime,
   input: ModelInput,
   key: string,
   loss: AttributionLoss,
@@ -378,13 +380,17 @@ async function nodeTable(
   for (const c2 of cols) pick((n) => n[c2], true);
   pick((n) => n.directEffect, false);
   pick((n) => n.totalEffect, false);
-  const table: NodeTable = {
-    nodes: [...keep].sort((a, b) => Math.abs(b.totalEffect) - Math.abs(a.totalEffect)),
-    loss: f32(out[graph.loss], "loss")[0]!,
-    tokens: strTokens,
-    tokenEffects: strTokens.map((token, position) => ({ position, token, totalEffect: tokenTotals[position]! })),
-    counts,
-  };
+  // A short summary in consoles and notebooks (non-enumerable: JSON and equality ignore it).
+  const table: NodeTable = withDisplay<NodeTable>(
+    {
+      nodes: [...keep].sort((a, b) => Math.abs(b.totalEffect) - Math.abs(a.totalEffect)),
+      loss: f32(out[graph.loss], "loss")[0]!,
+      tokens: strTokens,
+      tokenEffects: strTokens.map((token, position) => ({ position, token, totalEffect: tokenTotals[position]! })),
+      counts,
+    },
+    { text: (t) => summarizeNodeTable(t), html: (t) => nodeTableHtml(t) },
+  );
   return { table, logits: f32(out.logits, "logits") };
 }
 
@@ -398,7 +404,7 @@ async function nodeTable(
  * t.nodes.slice(0, 10).map((n) => [n.id, n.totalEffect]);
  * ```
  */
-export async function attribute(model: Model, input: ModelInput, opts: AttributeOptions): Promise<NodeTable> {
+export async function attribute(model: ModelRuntime, input: ModelInput, opts: AttributeOptions): Promise<NodeTable> {
   const tokens = resolveLogitDiff(model, opts.target, opts.distractor);
   const detach = opts.detachFinalLnScale ?? true;
   const w = lossWeights(model.config.dVocab, tokens);
@@ -427,7 +433,7 @@ export async function attribute(model: Model, input: ModelInput, opts: Attribute
  * pre-GELU value, or a head's attention logit at [query, key] (through the query, the key, or
  * both). Nodes in and after the traced node's layer have no effect on it.
  */
-export async function traceUpstream(model: Model, input: ModelInput, node: UpstreamNode, opts: UpstreamOptions = {}): Promise<NodeTable> {
+export async function traceUpstream(model: ModelRuntime, input: ModelInput, node: UpstreamNode, opts: UpstreamOptions = {}): Promise<NodeTable> {
   const c = model.config;
   if (!["mlp_neuron", "attention_head"].includes((node as { type?: string }).type ?? "")) {
     const t = (node as { type?: string }).type;

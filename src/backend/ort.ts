@@ -1,16 +1,96 @@
 /**
- * The one module that imports onnxruntime. Everything else talks to sessions through the small
- * surface below, with {@link HostTensor}s in and out, so that a browser build can swap in
- * onnxruntime-web here and nowhere else.
+ * The one module that talks to onnxruntime. Everything else talks to sessions through the small
+ * surface below, with {@link HostTensor}s in and out. Which onnxruntime runs them is pluggable:
+ * the Node entry registers onnxruntime-node (`ort-node.ts`), the browser entry onnxruntime-web
+ * (`ort-web.ts`), with {@link setOrtBackend}; this module imports neither.
  *
  * @module
  */
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-common";
 import { TdbError } from "../base/errors.js";
 import type { ElemType, HostTensor } from "../onnx/tensor.js";
+import type * as WeightStoreModule from "./weight-store.js";
 
-/** Devices tdb-js can run on. Only `cpu` is available in onnxruntime-node builds without CUDA. */
-export const DEVICES = Object.freeze(["cpu"] as const);
+/** The part of an onnxruntime package's namespace tdb-js uses (onnxruntime-node's or onnxruntime-web's). */
+export interface OrtModule {
+  /** The tensor class. */
+  readonly Tensor: typeof ort.Tensor;
+  /** The session class. */
+  readonly InferenceSession: typeof ort.InferenceSession;
+}
+
+/** An onnxruntime implementation sessions can run on. */
+export interface OrtBackend {
+  /** Package name, e.g. `onnxruntime-node` (for messages and summaries). */
+  readonly name: string;
+  /** Devices it can run sessions on. */
+  readonly devices: readonly Device[];
+  /**
+   * The package's namespace for sessions on `device`, imported on first use (no native code or
+   * WebAssembly loads before a session).
+   */
+  readonly load: (device: Device) => Promise<OrtModule>;
+  /**
+   * Loads the weight store (weights in a memory-mapped file, `weight-store.ts`), where this
+   * runtime can read external data from disk (onnxruntime-node); absent elsewhere.
+   */
+  readonly weightStore?: () => Promise<typeof WeightStoreModule>;
+}
+
+let backend: OrtBackend | undefined;
+
+/**
+ * Makes `b` the onnxruntime that sessions created from now on run on. The entry points call it
+ * (`tdb-js` in Node and Deno: onnxruntime-node; `tdb-js` in a browser bundle: onnxruntime-web).
+ */
+export function setOrtBackend(b: OrtBackend): void {
+  backend = b;
+}
+
+/** The onnxruntime registered with {@link setOrtBackend}, if any. */
+export function registeredOrtBackend(): OrtBackend | undefined {
+  return backend;
+}
+
+function nodeLike(): boolean {
+  const g = globalThis as { process?: { versions?: { node?: string } } };
+  return typeof g.process?.versions?.node === "string";
+}
+
+/**
+ * Installs the Node platform (onnxruntime-node, the directory/hub file adapter) when no entry
+ * point installed one: for code that imports tdb-js's modules directly under Node or Deno
+ * (tests, tools, `tsx` scripts). Each built entry installs its platform itself.
+ */
+export async function ensureNodePlatform(): Promise<void> {
+  if (!nodeLike()) {
+    throw new TdbError("E_NO_RUNTIME", "no onnxruntime registered: import tdb-js through its browser entry, or call setOrtBackend", {
+      allowed: ["onnxruntime-node", "onnxruntime-web"],
+    });
+  }
+  // Not a literal specifier, so that browser bundlers do not follow it.
+  const platform = "../runtime/platform-node.js";
+  let mod: { useNodePlatform(override?: boolean): void };
+  try {
+    mod = (await import(/* @vite-ignore */ platform)) as typeof mod;
+  } catch (cause) {
+    throw new TdbError("E_NO_RUNTIME", "no onnxruntime registered: import tdb-js through one of its entry points", { cause });
+  }
+  mod.useNodePlatform(false);
+}
+
+/** The registered onnxruntime (under Node and Deno, onnxruntime-node when none was). */
+export async function ortBackend(): Promise<OrtBackend> {
+  if (!backend) await ensureNodePlatform();
+  return backend!;
+}
+
+
+/**
+ * Devices tdb-js can run on: `cpu` everywhere (onnxruntime-node's CPU provider, onnxruntime-web's
+ * WebAssembly), `webgpu` in browsers with WebGPU (browser entry only).
+ */
+export const DEVICES = Object.freeze(["cpu", "webgpu"] as const);
 /** A device name; see {@link DEVICES}. */
 export type Device = (typeof DEVICES)[number];
 
@@ -55,8 +135,9 @@ const ORT_TYPE: Record<ElemType, ort.Tensor.Type> = {
   bool: "bool",
 };
 
-function toOrt(t: HostTensor): ort.Tensor {
-  return new ort.Tensor(ORT_TYPE[t.type], t.data as never, t.dims);
+/** `t` as a tensor of the onnxruntime instance `o` (each instance checks feeds against its own class). */
+function toOrt(t: HostTensor, o: OrtModule): ort.Tensor {
+  return new o.Tensor(ORT_TYPE[t.type], t.data as never, t.dims);
 }
 
 function fromOrt(t: ort.Tensor): HostTensor {
@@ -71,7 +152,21 @@ function fromOrt(t: ort.Tensor): HostTensor {
 }
 
 /**
- * Creates an onnxruntime session from ONNX bytes.
+ * An onnxruntime run failure as `E_RUNTIME`. onnxruntime names the failing node in its message
+ * ("... running Reshape node. Name:'/transformer/Reshape_3' Status Message: ..."): that name is
+ * the error's `value` (undefined when the message names none, e.g. a feed of the wrong type).
+ */
+function runError(cause: unknown): TdbError {
+  if (cause instanceof TdbError) return cause;
+  const msg = cause instanceof Error ? cause.message : String(cause);
+  const m = /running (\S+) node\. Name:'([^']*)'/.exec(msg);
+  const where = m ? ` at ${m[1]} node ${m[2]}` : "";
+  return new TdbError("E_RUNTIME", `onnxruntime failed${where}: ${msg}`, { value: m?.[2], cause });
+}
+
+/**
+ * Creates an onnxruntime session from ONNX bytes, or from the path of an ONNX file (Node; its
+ * external data, named relative to the file, is memory-mapped rather than copied).
  *
  * @example
  * ```ts
@@ -79,7 +174,7 @@ function fromOrt(t: ort.Tensor): HostTensor {
  * const out = await s.run({ input_ids: { type: "int64", data: ids, dims: [1, ids.length] } });
  * ```
  */
-export async function createSession(bytes: Uint8Array, options: SessionOptions = {}): Promise<Session> {
+export async function createSession(model: Uint8Array | string, options: SessionOptions = {}): Promise<Session> {
   const device = options.device ?? "cpu";
   if (!DEVICES.includes(device)) {
     throw new TdbError("E_BAD_OPTION", `unsupported device ${JSON.stringify(device)}; should be one of ${DEVICES.join(", ")}`, {
@@ -98,9 +193,17 @@ export async function createSession(bytes: Uint8Array, options: SessionOptions =
   };
   if (options.intraOpThreads) so.intraOpNumThreads = options.intraOpThreads;
   if (options.optimizedModelFilePath) so.optimizedModelFilePath = options.optimizedModelFilePath;
+  const b = await ortBackend();
+  if (!b.devices.includes(device)) {
+    throw new TdbError("E_BAD_OPTION", `device ${JSON.stringify(device)} is not available on ${b.name}; it has ${b.devices.join(", ")}`, {
+      value: device,
+      allowed: b.devices,
+    });
+  }
+  const runtime = await b.load(device);
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(bytes, so);
+    session = await (typeof model === "string" ? runtime.InferenceSession.create(model, so) : runtime.InferenceSession.create(model, so));
   } catch (cause) {
     throw new TdbError("E_ONNX_INVALID", `onnxruntime could not load the graph: ${(cause as Error).message}`, { cause });
   }
@@ -118,13 +221,25 @@ export async function createSession(bytes: Uint8Array, options: SessionOptions =
             allowed: session.inputNames,
           });
         }
-        ortFeeds[name] = toOrt(t);
+        try {
+          ortFeeds[name] = toOrt(t, runtime);
+        } catch (cause) {
+          throw new TdbError("E_BAD_INPUT", `feed ${JSON.stringify(name)} is not a tensor of dims [${t.dims.join(", ")}]: ${(cause as Error).message}`, {
+            value: name,
+            cause,
+          });
+        }
       }
       const missing = session.inputNames.filter((n) => !(n in feeds));
       if (missing.length > 0) {
         throw new TdbError("E_BAD_INPUT", `missing graph inputs: ${missing.join(", ")}`, { value: missing, allowed: session.inputNames });
       }
-      const result = fetches ? await session.run(ortFeeds, [...fetches]) : await session.run(ortFeeds);
+      let result: Record<string, ort.Tensor>;
+      try {
+        result = fetches ? await session.run(ortFeeds, [...fetches]) : await session.run(ortFeeds);
+      } catch (cause) {
+        throw runError(cause);
+      }
       const out: Record<string, HostTensor> = {};
       for (const [name, t] of Object.entries(result)) out[name] = fromOrt(t);
       return out;

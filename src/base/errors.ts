@@ -24,7 +24,10 @@ export type TdbErrorCode =
   | "E_NOT_SINGLE_TOKEN"
   | "E_BAD_OPTION"
   | "E_BAD_INPUT"
-  | "E_NO_GRADIENT";
+  | "E_NO_GRADIENT"
+  | "E_NO_RUNTIME"
+  | "E_RUNTIME"
+  | "E_DISPOSED";
 
 /** Details carried by a {@link TdbError}. */
 export interface TdbErrorDetails {

@@ -1,12 +1,13 @@
 /**
  * The embedded default model: a tiny GPT-2 generated on first use (seeded, so every machine
  * gets the same weights) into a cache directory. It lets `tdb` and the examples run with no
- * network and no download. Node.js only.
+ * network and no download. Node.js and Deno (the GPT-2 BPE data is bundled, so no package files
+ * are looked up); browsers load models from URLs instead.
  *
  * @module
  */
-import { homedir } from "node:os";
 import { join } from "node:path";
+import { tdbHome } from "../io/home.js";
 import { gpt2Config, TINY_GPT2, type Gpt2Config } from "./config.js";
 import { ensureGpt2Model } from "./write.js";
 
@@ -25,8 +26,7 @@ export const DEFAULT_MODEL_SEED = 20261126;
  * `~/.cache/tdb-js/models/tiny-gpt2`.
  */
 export function defaultModelDir(): string {
-  const home = process.env.TDB_HOME ?? join(homedir(), ".cache", "tdb-js");
-  return join(home, "models", "tiny-gpt2");
+  return join(tdbHome(), "models", "tiny-gpt2");
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import ndarray from "ndarray";
 import { TdbError } from "../base/errors.js";
+import { installDisplay, summarizeActivation } from "../base/inspect.js";
 
 /**
  * One tensor from a trace.
@@ -17,6 +18,11 @@ import { TdbError } from "../base/errors.js";
  * ```
  */
 export class Activation {
+  static {
+    // One line (name, dims, statistics) in consoles and notebooks instead of every value.
+    installDisplay(Activation.prototype, { text: summarizeActivation });
+  }
+
   /** Strides of a row-major layout of {@link dims}. */
   readonly strides: readonly number[];
 

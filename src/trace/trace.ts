@@ -8,6 +8,7 @@ import { Activation } from "./activation.js";
 import { ActivationCache } from "./cache.js";
 import type { HookName } from "../hooks/names.js";
 import { TdbError } from "../base/errors.js";
+import { installDisplay, summarizeTrace, traceHtml } from "../base/inspect.js";
 
 /** How a trace turns token strings into ids and back. */
 export interface TokenCodec {
@@ -49,6 +50,11 @@ export interface TopToken {
  * ```
  */
 export class Trace {
+  static {
+    // A few lines (prompt, hooks, top next tokens) in consoles and notebooks instead of the cache.
+    installDisplay(Trace.prototype, { text: (t) => summarizeTrace(t), html: (t) => traceHtml(t) });
+  }
+
   /** Built by {@link Model.trace}. */
   constructor(
     /** Token ids per batch row, unpadded. */

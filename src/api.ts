@@ -1,0 +1,76 @@
+/**
+ * The user-facing API shared by the Node entry (`src/index.ts`) and the browser entry
+ * (`src/browser.ts`): everything here runs on every platform. Each entry adds its own extras
+ * and installs its platform (onnxruntime and the default file adapter).
+ *
+ * @module
+ */
+
+// Model, traces and the activation cache
+export { Model } from "./model/model.js";
+export type { LoadOptions, TraceOptions, HookSelector, ModelInput, Dtype } from "./runtime/options.js";
+export type { ModelConfig } from "./runtime/config.js";
+export type { Tokenizer } from "./runtime/tokenizer.js";
+export { Trace, type TokenLike, type PositionOptions, type TopToken } from "./trace/trace.js";
+export { ActivationCache } from "./trace/cache.js";
+export { Activation } from "./trace/activation.js";
+
+// Interventions
+export {
+  zeroHead,
+  zeroNeuron,
+  zeroAttention,
+  ablateDirection,
+  steer,
+  patchFrom,
+  meanAblate,
+  resampleFrom,
+  type Edit,
+  type EditKind,
+  type EditAxis,
+  type EditWhere,
+  type EditTarget,
+  type EditValue,
+  type EditAlign,
+  type ZeroEdit,
+  type ScaleEdit,
+  type SetEdit,
+  type AddEdit,
+  type ProjectEdit,
+  type MeanEdit,
+  type ResampleEdit,
+  type PatchEdit,
+} from "./intervene/edits.js";
+export type { InterveneOptions } from "./intervene/intervene.js";
+export { InterventionResult, type TopKChange } from "./intervene/result.js";
+export { SweepResult, type SweepOptions, type SweepHook } from "./intervene/sweep.js";
+export type { GenerateOptions, Generation } from "./intervene/generate.js";
+
+// Attribution
+export type { AttributionNode, NodeTable, NodeType, Column, AttributeOptions, UpstreamNode, UpstreamOptions } from "./attribution/node-table.js";
+export type { DlaComponent, DlaResult, LogitDiffOptions, LogitLensRow } from "./attribution/dla.js";
+
+// Hooks and weights
+export {
+  HOOK_KINDS,
+  hookNamesFor,
+  parseHookName,
+  type HookName,
+  type HookKind,
+  type HookKindRow,
+  type HookScope,
+  type HookAlias,
+  type BlockHookSuffix,
+  type ModelHookName,
+  type ParsedHook,
+} from "./hooks/names.js";
+export type { LayerWeights, ModelWeights } from "./hooks/adapter.js";
+export type { HostTensor, ElemType } from "./onnx/tensor.js";
+
+// Model files and devices
+export { memoryFiles, type ModelFiles, type FetchLike } from "./io/files.js";
+export { urlFiles, isHubId, type HubOptions, type UrlFilesOptions, type FileCache } from "./io/remote.js";
+export { DEVICES, type Device, type OptimizationLevel } from "./backend/ort.js";
+
+// Errors
+export { TdbError, type TdbErrorCode, type TdbErrorDetails } from "./base/errors.js";
