@@ -8,24 +8,15 @@ import { describe, expect, it } from "vitest";
 import { addGradients } from "../../src/autodiff/backward.js";
 import { gradcheck } from "../../src/autodiff/gradcheck.js";
 import { registerGradient, supportedGradientOps } from "../../src/autodiff/registry.js";
-import { TdbError } from "../../src/base/errors.js";
 import { GraphBuilder, valueInfo } from "../../src/onnx/builder.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import { encodeModel } from "../../src/onnx/proto.js";
 import { exposeValue } from "../../src/onnx/surgery.js";
 import { tensorFromProto, type HostTensor } from "../../src/onnx/tensor.js";
 import { createSession } from "../../src/backend/ort.js";
+import { thrown } from "../helpers/errors.js";
 import { expectGradOk, int64, opModel, tensor } from "./_helpers.js";
 
-function thrown(f: () => unknown): TdbError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof TdbError) return e;
-    throw e;
-  }
-  throw new Error("did not throw");
-}
 
 async function runGrads(model: ModelProto, feeds: Record<string, HostTensor>, names: string[]): Promise<Record<string, HostTensor>> {
   const s = await createSession(encodeModel(model));

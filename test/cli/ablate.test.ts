@@ -4,30 +4,14 @@
  * head's attention probabilities zeroed, so that its z is zero; one neuron's post-GELU value
  * zeroed at one position).
  */
-import { execFile } from "node:child_process";
-import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { zeroHead, zeroNeuron } from "../../src/intervene/edits.js";
 import { Model } from "../../src/model/model.js";
 import { gpt2Reference, type RefTensor } from "../reference/gpt2-forward.js";
 import { makeTestModel, type TestModel } from "../helpers/models.js";
+import { tdb } from "./_run.js";
 
-const ROOT = resolve(import.meta.dirname, "../..");
 const PROMPT = "The quick brown fox jumps";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function tdb(args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile(process.execPath, ["--import", "tsx", join(ROOT, "src/cli/main.ts"), ...args], { cwd: ROOT, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-      done({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 interface TopEntry {
   token: number;

@@ -1,32 +1,13 @@
 /**
  * The `tdb trace` command, run as a child process: JSON schema, exit codes, typed errors.
  */
-import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Model, runtimeOf } from "../../src/model/model.js";
 import { makeTestModel, type TestModel } from "../helpers/models.js";
-
-const ROOT = resolve(import.meta.dirname, "../..");
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function tdb(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", join(ROOT, "src/cli/main.ts"), ...args],
-      { cwd: ROOT, env: { ...process.env, ...env }, maxBuffer: 64 << 20 },
-      (err, stdout, stderr) => done({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
+import { tdb } from "./_run.js";
 
 let tm: TestModel;
 let home: string;

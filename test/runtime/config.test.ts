@@ -5,34 +5,15 @@
  * tokenizer files that are not JSON objects.
  */
 import { describe, expect, it } from "vitest";
-import { TdbError, type TdbErrorCode } from "../../src/base/errors.js";
+import type { TdbErrorCode } from "../../src/base/errors.js";
 import { memoryFiles } from "../../src/io/files.js";
 import { Model } from "../../src/model/model.js";
 import { parseConfig, parseConfigText } from "../../src/runtime/config.js";
 import { loadTokenizer } from "../../src/runtime/tokenizer.js";
 import { buildGpt2Tokenizer } from "../../src/synthetic/tokenizer.js";
+import { rejected, thrown } from "../helpers/errors.js";
 
-function thrown(f: () => unknown): TdbError {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, "expected a TdbError").toBeInstanceOf(TdbError);
-  return err as TdbError;
-}
 
-async function rejected(p: Promise<unknown>): Promise<TdbError> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err, "expected a TdbError").toBeInstanceOf(TdbError);
-  return err as TdbError;
-}
 
 const GOOD = { model_type: "gpt2", n_layer: 2, n_head: 4, n_embd: 64, n_positions: 64, vocab_size: 512, layer_norm_epsilon: 1e-5 };
 const ORIGIN = "/models/tiny";

@@ -6,23 +6,14 @@
 import { cp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { TdbError, type TdbErrorCode } from "../../src/base/errors.js";
+import type { TdbError, TdbErrorCode } from "../../src/base/errors.js";
 import { Model } from "../../src/model/model.js";
 import { GraphBuilder } from "../../src/onnx/builder.js";
 import { encodeModel } from "../../src/onnx/proto.js";
 import { createSession } from "../../src/backend/ort.js";
+import { rejected } from "../helpers/errors.js";
 import { makeTestModel } from "../helpers/models.js";
 
-async function caught(p: Promise<unknown>): Promise<TdbError> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err, "expected a TdbError").toBeInstanceOf(TdbError);
-  return err as TdbError;
-}
 
 function expectCode(e: TdbError, code: TdbErrorCode): void {
   expect(e.code, e.message).toBe(code);
@@ -50,7 +41,7 @@ describe("session.run", () => {
     // The graph itself works.
     const ok = await s.run({ x: { type: "float32", data: new Float32Array([1, 2, 3]), dims: [3] } });
     expect(Array.from(ok.y!.data as Float32Array)).toEqual([1, 2, 3]);
-    const e = await caught(s.run({ x: { type: "float32", data: new Float32Array(4), dims: [4] } }));
+    const e = await rejected(s.run({ x: { type: "float32", data: new Float32Array(4), dims: [4] } }));
     expectCode(e, "E_RUNTIME");
     expect(e.value).toBe("/bad/Reshape");
     expect(e.message).toMatch(/\/bad\/Reshape/);
@@ -61,20 +52,20 @@ describe("session.run", () => {
   it("a feed of the wrong element type is E_RUNTIME too (no node to name)", async () => {
     const s = await createSession(reshapeGraph());
     cleanup.push(() => s.release());
-    const e = await caught(s.run({ x: { type: "int32", data: new Int32Array(3), dims: [3] } }));
+    const e = await rejected(s.run({ x: { type: "int32", data: new Int32Array(3), dims: [3] } }));
     expectCode(e, "E_RUNTIME");
   });
 
   it("a feed whose data does not fill its dims is E_BAD_INPUT naming the feed", async () => {
     const s = await createSession(reshapeGraph());
     cleanup.push(() => s.release());
-    const e = await caught(s.run({ x: { type: "float32", data: new Float32Array(2), dims: [3] } }));
+    const e = await rejected(s.run({ x: { type: "float32", data: new Float32Array(2), dims: [3] } }));
     expectCode(e, "E_BAD_INPUT");
     expect(e.value).toBe("x");
   });
 
   it("bytes that are not a graph onnxruntime can load: E_ONNX_INVALID", async () => {
-    const e = await caught(createSession(new Uint8Array([8, 1, 18, 3, 1, 2, 3])));
+    const e = await rejected(createSession(new Uint8Array([8, 1, 18, 3, 1, 2, 3])));
     expectCode(e, "E_ONNX_INVALID");
   });
 });
@@ -93,7 +84,7 @@ describe("through Model", () => {
     cleanup.push(() => model.dispose());
     // Within the graph's table: fine.
     await model.trace(new Array<number>(n).fill(5), { hooks: [] });
-    const e = await caught(model.trace(new Array<number>(n + 8).fill(5), { hooks: [] }));
+    const e = await rejected(model.trace(new Array<number>(n + 8).fill(5), { hooks: [] }));
     expectCode(e, "E_RUNTIME");
     expect(typeof e.value).toBe("string");
     expect(e.message).toContain(e.value as string);
