@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { GPT2_SMALL_SHAPES } from "../src/synthetic/config.js";
 import { ensureGpt2Model } from "../src/synthetic/write.js";
+import type { LoadOptions } from "../src/runtime/options.js";
 import { Model } from "../src/model/model.js";
 
 const TEXT =
@@ -20,10 +21,15 @@ export async function ensureBenchModel(): Promise<string> {
   return dir;
 }
 
-/** Loads (generating once) the GPT-2-small-shaped model with the real GPT-2 tokenizer. */
-export async function benchModel(): Promise<{ model: Model; dir: string }> {
+/**
+ * Loads (generating once) the GPT-2-small-shaped model with the real GPT-2 tokenizer.
+ * `TDB_BENCH_WEIGHTS=memory` loads with `weightsDir: false` (every session copies the weights
+ * instead of mapping the shared file), to compare the two.
+ */
+export async function benchModel(opts: LoadOptions = {}): Promise<{ model: Model; dir: string }> {
   const dir = await ensureBenchModel();
-  return { model: await Model.load(dir), dir };
+  const weights: LoadOptions = process.env.TDB_BENCH_WEIGHTS === "memory" ? { weightsDir: false } : {};
+  return { model: await Model.load(dir, { ...weights, ...opts }), dir };
 }
 
 /** BOS + the first n - 1 tokens of the English prompt. */

@@ -6,7 +6,7 @@
  * the unpatched onnxruntime session on the same input, measured in the same run, interleaved,
  * for two hook sets:
  *
- * - the default set (`hooks: "all"`): every hook except the opt-in ones. Target: ratio <= 1.3.
+ * - the default set (`hooks: "all"`): every hook except the opt-in ones. Target: ratio <= 1.1 (issue 7: no loss of speed from the memory work).
  * - every hook, including the opt-in `blocks.L.attn.hook_result` (per-head writes
  *   [batch, pos, head, d_model], computed by extra graph nodes). Reported, no target.
  *
@@ -63,7 +63,7 @@ async function measure(hookSet: string, hooks: HookSelector, target: number | nu
   };
 }
 
-const defaults = await measure("default hooks (all but opt-in hook_result)", "all", 1.3);
+const defaults = await measure("default hooks (all but opt-in hook_result)", "all", 1.1);
 const allHooks = await measure("every hook incl. attn.hook_result", () => true, null);
 if (allHooks.hooks - defaults.hooks !== model.config.nLayers) {
   throw new Error(`expected the opt-in set to add one hook_result per layer (${model.config.nLayers}); it added ${allHooks.hooks - defaults.hooks}`);
@@ -77,7 +77,7 @@ console.log(
       runs: RUNS,
       ratio: defaults.ratio,
       ratioWithHookResult: allHooks.ratio,
-      target: 1.3,
+      target: 1.1,
       sets: [defaults, allHooks],
       peakRssMiB: peakRssMiB(),
     },
