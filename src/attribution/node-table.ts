@@ -435,6 +435,12 @@ export async function attribute(model: ModelRuntime, input: ModelInput, opts: At
  */
 export async function traceUpstream(model: ModelRuntime, input: ModelInput, node: UpstreamNode, opts: UpstreamOptions = {}): Promise<NodeTable> {
   const c = model.config;
+  if (typeof node !== "object" || node === null) {
+    throw new TdbError("E_BAD_INPUT", "traceUpstream needs a node: { type: \"mlp_neuron\" | \"attention_head\", layer, ... }", {
+      value: node === null ? null : typeof node,
+      allowed: ["mlp_neuron", "attention_head"],
+    });
+  }
   if (!["mlp_neuron", "attention_head"].includes((node as { type?: string }).type ?? "")) {
     const t = (node as { type?: string }).type;
     throw new TdbError("E_BAD_OPTION", `cannot trace upstream of a ${JSON.stringify(t)} node`, { value: t, allowed: ["mlp_neuron", "attention_head"] });

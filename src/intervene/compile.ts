@@ -7,6 +7,7 @@
  * @module
  */
 import type { Activation } from "../trace/activation.js";
+import { float32Values, object, oneOf } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "../hooks/names.js";
 import type { ModelRuntime } from "../runtime/runtime.js";
@@ -14,11 +15,14 @@ import type { EditFeed, ModelInput } from "../runtime/options.js";
 import { editableValue, labelSize } from "../runtime/patched-graph.js";
 import { Trace } from "../trace/trace.js";
 import { resolvePosition } from "../base/positions.js";
-import type { Edit, EditKind, MeanEdit } from "./edits.js";
+import type { Edit, EditAlign, EditKind, MeanEdit } from "./edits.js";
 
 /** Every edit kind (a record, so a new kind must be listed), checked at run time for JavaScript callers. */
 const KIND_SET: Record<EditKind, true> = { zero: true, scale: true, set: true, add: true, mean: true, resample: true, patch: true, project: true };
 const KINDS = Object.keys(KIND_SET) as EditKind[];
+/** Every alignment of a patch/resample source (a record, so a new one must be listed). */
+const ALIGN_SET: Record<EditAlign, true> = { start: true, end: true };
+const ALIGNS = Object.keys(ALIGN_SET) as EditAlign[];
 
 /** An edit checked against the model and the batch, with its source data fetched. */
 interface Resolved {
@@ -66,6 +70,7 @@ function canonicalHook(model: ModelRuntime, hook: HookName): HookName {
 
 /** Checks an edit and fetches what it needs; `S` is the edited prompt's padded length. */
 async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, prefixShare: boolean): Promise<Resolved> {
+  object("edit", edit, "an Edit object");
   if (!KINDS.includes(edit.kind)) {
     throw new TdbError("E_BAD_OPTION", `unknown edit kind ${JSON.stringify(edit.kind)}; allowed: ${KINDS.join(", ")}`, { value: edit.kind, allowed: KINDS });
   }
@@ -123,9 +128,14 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
   const last = sizes[sizes.length - 1]!;
   if (edit.kind === "set" || edit.kind === "add" || edit.kind === "scale") {
     if (edit.value === undefined) throw new TdbError("E_BAD_OPTION", `${edit.kind} edit of ${name} needs a value`, { value: undefined });
+    const k = edit.kind === "add" ? (edit.scale ?? 1) : 1;
+    if (typeof k !== "number") throw new TdbError("E_BAD_OPTION", `${name}: scale must be a number`, { value: k, allowed: "a finite number" });
+    checkFinite([k], `${name} scale`);
     if (typeof edit.value === "number") {
       checkFinite([edit.value], `${name} value`);
-      r.value = edit.value * (edit.kind === "add" ? (edit.scale ?? 1) : 1);
+      // Checked after scaling: the product is what the float32 edit tensor holds.
+      r.value = edit.value * k;
+      float32Values([r.value], `${name} value${k === 1 ? "" : " times scale"}`);
     } else {
       if (edit.kind === "scale") throw new TdbError("E_BAD_OPTION", "a scale edit takes a number", { value: edit.value });
       if (edit.value.length !== last) {
@@ -135,9 +145,8 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
         });
       }
       checkFinite(edit.value, `${name} value`);
-      const k = edit.kind === "add" ? (edit.scale ?? 1) : 1;
-      checkFinite([k], `${name} scale`);
       r.value = Float64Array.from(edit.value, (x) => x * k);
+      float32Values(r.value, `${name} value${k === 1 ? "" : " times scale"}`);
     }
   } else if (edit.kind === "project") {
     if (labels.length !== 2 || (labels[0] !== "pos" && labels[0] !== "query_pos")) {
@@ -151,13 +160,13 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
     if (!u || u.length !== last) {
       throw new TdbError("E_BAD_INPUT", `${name}: direction of width ${u?.length ?? 0}, but the last axis (${labels[labels.length - 1]}) has ${last}`, { value: u?.length ?? 0, allowed: last });
     }
-    checkFinite(u, `${name} direction`);
+    float32Values(u, `${name} direction`);
     const norm = Math.sqrt(Array.from(u).reduce((s2, x) => s2 + x * x, 0));
     if (!(norm > 0)) throw new TdbError("E_BAD_INPUT", `${name}: the direction is the zero vector`, { value: 0, allowed: "a non-zero vector" });
     r.unit = Float64Array.from(u, (x) => x / norm);
     const c = edit.value ?? 0;
     if (typeof c !== "number") throw new TdbError("E_BAD_OPTION", `${name}: a direction edit's value is the component to set, a number`, { value: c });
-    checkFinite([c], `${name} value`);
+    float32Values([c], `${name} value`);
     r.value = c;
   } else if (edit.kind === "mean") {
     r.mean = await resolveMean(model, name, edit, labels, sizes);
@@ -181,6 +190,7 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
     if (labels.includes("key_pos") && Ss !== S) {
       throw new TdbError("E_BAD_INPUT", `${name}: attention patterns can only be patched between prompts of the same length (${Ss} vs ${S})`, { value: Ss, allowed: S });
     }
+    if (edit.align !== undefined) oneOf("align", edit.align, ALIGNS);
     if (Ss !== S && !edit.align) {
       throw new TdbError("E_BAD_INPUT", `${name}: the source has ${Ss} positions and the edited prompt ${S}; pass align: "start" or "end", or use prompts of the same length`, {
         value: Ss,
@@ -209,8 +219,8 @@ async function resolveMean(model: ModelRuntime, name: HookName, edit: MeanEdit, 
   if (posAxis !== 0) throw new TdbError("E_BAD_OPTION", `mean ablation needs a hook with a pos axis; ${name} has ${labels.join(", ")}`, { value: name });
   if (m instanceof Float32Array || m instanceof Float64Array) {
     if (m.length !== width) throw new TdbError("E_BAD_INPUT", `${name}: mean of width ${m.length}; it needs ${width} values`, { value: m.length, allowed: width });
+    float32Values(m, `${name} mean`);
     const arr = Float32Array.from(m);
-    checkFinite(arr, `${name} mean`);
     return arr;
   }
   const t = await model.trace(m as ModelInput, { hooks: [name] });

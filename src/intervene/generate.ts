@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { array, boolean, finiteNumber, object, positiveInt } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import { Rng } from "../base/random.js";
 import type { ModelRuntime } from "../runtime/runtime.js";
@@ -18,11 +19,11 @@ export interface GenerateOptions {
    * `positions: [-1]` follows the newest token; edits without positions cover every token.
    */
   edits?: readonly Edit[];
-  /** Tokens to add. [default: 20] */
+  /** Tokens to add, an integer >= 0 (0: an empty continuation). Generation also stops at the context length: a prompt that fills it gets an empty continuation. [default: 20] */
   maxNewTokens?: number;
-  /** 0 for greedy decoding. [default: 0] */
+  /** A finite number >= 0; 0 for greedy decoding. [default: 0] */
   temperature?: number;
-  /** Sample among the k most likely tokens (with temperature > 0). [default: all] */
+  /** Sample among the k most likely tokens (with temperature > 0); an integer >= 1. [default: all] */
   topK?: number;
   /** Seed of the sampler. [default: 0] */
   seed?: number;
@@ -44,18 +45,26 @@ export interface Generation {
 
 /** Implementation of {@link Model.generate}. */
 export async function generate(model: ModelRuntime, prompt: string | readonly number[], opts: GenerateOptions = {}): Promise<Generation> {
-  const max = opts.maxNewTokens ?? 20;
-  const temperature = opts.temperature ?? 0;
-  if (!Number.isInteger(max) || max < 0) throw new TdbError("E_BAD_OPTION", `maxNewTokens must be a non-negative integer, got ${max}`, { value: max, allowed: ">= 0" });
-  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new TdbError("E_BAD_OPTION", `temperature must be >= 0, got ${temperature}`, { value: temperature, allowed: ">= 0" });
+  const max = positiveInt("maxNewTokens", opts.maxNewTokens ?? 20, 0);
+  const temperature = finiteNumber("temperature", opts.temperature ?? 0, 0);
+  const topK = opts.topK === undefined ? undefined : positiveInt("topK", opts.topK);
+  const seed = finiteNumber("seed", opts.seed ?? 0);
+  const stopAtEos = boolean("stopAtEos", opts.stopAtEos ?? true);
+  const editList = array<Edit>("edits", opts.edits ?? [], "an array of Edit objects", "E_BAD_INPUT");
+  editList.forEach((e, i) => object(`edits[${i}]`, e, "an Edit object"));
+  if (typeof prompt !== "string" && !Array.isArray(prompt)) {
+    throw new TdbError("E_BAD_INPUT", "generate takes a string or one token row", { value: prompt === null ? null : typeof prompt, allowed: "a string or an array of token ids" });
+  }
   const tokens = typeof prompt === "string" ? model.toTokens(prompt, { prependBos: opts.prependBos }) : [...prompt];
+  // Checks the tokens and the length (E_PROMPT_TOO_LONG beyond the context), even when no step runs.
+  model.toBatch([tokens]);
   const start = tokens.length;
-  const rng = new Rng(opts.seed ?? 0);
+  const rng = new Rng(seed);
   const eos = model.config.eosTokenId;
   for (let step = 0; step < max; step++) {
     if (tokens.length >= model.config.nCtx) break;
     const batch = model.toBatch([tokens]);
-    const edits = opts.edits?.length ? await compileEdits(model, [opts.edits], batch.seqLen) : undefined;
+    const edits = editList.length ? await compileEdits(model, [editList], batch.seqLen) : undefined;
     const t = await model.run(batch, { hooks: [], edits, logitPositions: [[tokens.length - 1]] });
     const logits = t.logitsAt();
     let next: number;
@@ -64,7 +73,7 @@ export async function generate(model: ModelRuntime, prompt: string | readonly nu
       for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[next]!) next = i;
     } else {
       const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]!);
-      const pool = order.slice(0, opts.topK ?? order.length);
+      const pool = order.slice(0, topK ?? order.length);
       const m = logits[pool[0]!]!;
       const w = pool.map((i) => Math.exp((logits[i]! - m) / temperature));
       let u = rng.uniform() * w.reduce((a, b) => a + b, 0);
@@ -78,8 +87,10 @@ export async function generate(model: ModelRuntime, prompt: string | readonly nu
       }
     }
     tokens.push(next);
-    if ((opts.stopAtEos ?? true) && next === eos) break;
+    if (stopAtEos && next === eos) break;
   }
   const newTokens = tokens.slice(start);
-  return { tokens, newTokens, completion: model.tokenizer.decode(newTokens, { skip_special_tokens: false }) };
+  // A prompt that fills the context (or maxNewTokens 0) gets an empty continuation.
+  const completion = newTokens.length === 0 ? "" : model.tokenizer.decode(newTokens, { skip_special_tokens: false });
+  return { tokens, newTokens, completion };
 }

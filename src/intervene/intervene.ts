@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { array, boolean, object, oneOf, positiveNumber } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
 import type { ModelRuntime } from "../runtime/runtime.js";
@@ -41,7 +42,7 @@ export interface InterveneOptions {
    * [default: true]
    */
   prefixShare?: boolean;
-  /** Approximate memory budget of one batched run, in bytes; variants are chunked to fit. [default: 1 GiB] */
+  /** Approximate memory budget of one batched run, in bytes (a finite number > 0); variants are chunked to fit. [default: 1 GiB] */
   maxBatchBytes?: number;
 }
 
@@ -67,11 +68,18 @@ function lastPositions(batch: TokenBatch): number[][] {
 
 /** Implementation of {@link Model.intervene}. */
 export async function intervene(model: ModelRuntime, input: ModelInput, edits: readonly Edit[], opts: InterveneOptions = {}): Promise<InterventionResult> {
+  // Option checks first: a bad option must not cost a run, nor change the answer silently.
+  array<Edit>("edits", edits, "an array of Edit objects", "E_BAD_INPUT").forEach((e, i) => object(`edits[${i}]`, e, "an Edit object"));
+  const variants = opts.variants === undefined ? undefined : array<readonly Edit[]>("variants", opts.variants, "an array of edit arrays");
+  variants?.forEach((v, i) => array<Edit>(`variants[${i}]`, v, "an array of Edit objects", "E_BAD_INPUT").forEach((e, j) => object(`variants[${i}][${j}]`, e, "an Edit object")));
+  const logits = opts.logits === undefined ? (variants ? "last" : "all") : oneOf("logits", opts.logits, ["all", "last"] as const);
+  const maxBatchBytes = opts.maxBatchBytes === undefined ? GiB : positiveNumber("maxBatchBytes", opts.maxBatchBytes);
+  const prefixShare = boolean("prefixShare", opts.prefixShare ?? true);
+  if (opts.clean !== undefined && !(opts.clean instanceof Trace)) {
+    throw new TdbError("E_BAD_OPTION", "clean must be a Trace (from model.trace)", { value: opts.clean === null ? null : typeof opts.clean, allowed: "a Trace" });
+  }
   const batch = model.toBatch(input, { prependBos: opts.prependBos });
   const hooks = model.selectHooks(opts.hooks ?? []);
-  const variants = opts.variants;
-  const logits = opts.logits ?? (variants ? "last" : "all");
-  if (!Array.isArray(edits as unknown)) throw new TdbError("E_BAD_INPUT", "edits must be an array of Edit objects", { value: typeof edits });
   const run = async (b: TokenBatch, rowEdits: readonly (readonly Edit[])[] | undefined): Promise<Trace> => {
     const feeds = rowEdits ? await compileEdits(model, rowEdits, b.seqLen) : undefined;
     return model.run(b, { hooks, edits: feeds, logitPositions: logits === "last" ? lastPositions(b) : undefined });
@@ -98,16 +106,15 @@ export async function intervene(model: ModelRuntime, input: ModelInput, edits: r
   }
   if (variants.length === 0) throw new TdbError("E_BAD_INPUT", "variants is empty", { value: 0 });
   for (const v of variants) {
-    if (!Array.isArray(v as unknown)) throw new TdbError("E_BAD_INPUT", "each variant must be an array of edits", { value: typeof v });
     const withRows = v.find((e) => e.rows !== undefined);
     if (withRows) throw new TdbError("E_BAD_OPTION", `edit of ${withRows.hook} sets rows inside a variant; each variant is one row`, { value: withRows.rows });
   }
   // Size chunks from the hooks any variant edits (the session has edit points on all of them).
   const targets = await editTargets(model, [...edits, ...variants.flat()], batch.seqLen);
   const perRow = bytesPerRow(model, batch.seqLen, logits === "last" ? 1 : batch.seqLen, hooks, targets);
-  const chunk = Math.max(1, Math.floor((opts.maxBatchBytes ?? GiB) / perRow));
+  const chunk = Math.max(1, Math.floor(maxBatchBytes / perRow));
   const first = variants.map((v) => Math.min(...[...edits, ...v].map((e) => editLayer(model, e))));
-  if ((opts.prefixShare ?? true) && hooks.length === 0 && first.every((f) => f >= 0)) {
+  if (prefixShare && hooks.length === 0 && first.every((f) => f >= 0)) {
     const r = await prefixShared(model, batch, edits, variants, first, opts.clean, chunk, logits);
     return new InterventionResult(r.edited, r.clean ?? (await cleanRun()), true);
   }

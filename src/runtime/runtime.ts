@@ -125,6 +125,9 @@ export class ModelRuntime {
 
   /** Tokenizes and right-pads any {@link ModelInput}. */
   toBatch(input: ModelInput, { prependBos = true }: { prependBos?: boolean } = {}): TokenBatch {
+    if (typeof input !== "string" && !Array.isArray(input)) {
+      throw new TdbError("E_BAD_INPUT", "input must be a string, strings, a token row or token rows", { value: input === null ? null : typeof input, allowed: "string | string[] | number[] | number[][]" });
+    }
     let rows: number[][];
     if (typeof input === "string") rows = [this.toTokens(input, { prependBos })];
     else if (input.length > 0 && input.every((x) => typeof x === "string")) rows = (input as readonly string[]).map((s) => this.toTokens(s, { prependBos }));
@@ -141,6 +144,10 @@ export class ModelRuntime {
     const all = hookNamesFor(this.config.nLayers);
     if (sel === "all") return this.hookNames.filter((n) => !hookKindOf(n)?.optIn);
     if (typeof sel === "function") return all.filter((n) => this.hookMap.sources.has(n) && sel(n));
+    if (!Array.isArray(sel)) {
+      const allowed = '"all", an array of hook names, or a function (name) => boolean';
+      throw new TdbError("E_BAD_OPTION", `hooks must be ${allowed}, got ${typeof sel === "string" ? JSON.stringify(sel) : typeof sel}`, { value: sel, allowed });
+    }
     const wanted = new Set<HookName>();
     for (const s of sel) {
       const { name } = parseHookName(s, this.config.nLayers);
@@ -225,6 +232,9 @@ export class ModelRuntime {
   async trace(input: ModelInput, opts: TraceOptions = {}): Promise<Trace> {
     const batch = this.toBatch(input, { prependBos: opts.prependBos });
     const hooks = this.selectHooks(opts.hooks ?? "all");
+    if (opts.positions !== undefined && !Array.isArray(opts.positions)) {
+      throw new TdbError("E_BAD_OPTION", "positions must be an array of positions", { value: opts.positions, allowed: "an array of integers (negative counts from the end)" });
+    }
     const positions = opts.positions?.map((p) => resolvePosition(p, batch.seqLen));
     return this.run(batch, { hooks, positions });
   }

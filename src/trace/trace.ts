@@ -7,6 +7,7 @@
 import { Activation } from "./activation.js";
 import { ActivationCache } from "./cache.js";
 import type { HookName } from "../hooks/names.js";
+import { positiveInt } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import { installDisplay, summarizeTrace, traceHtml } from "../base/inspect.js";
 
@@ -135,6 +136,33 @@ export class Trace {
     );
   }
 
+  private nonFiniteMemo: boolean | undefined;
+
+  /**
+   * Whether any logit is NaN or infinite (e.g. a NaN weight, or an overflow): then every number
+   * derived from the logits (topK, logit differences, KL) is meaningless. The CLI turns this into
+   * an `E_NON_FINITE` error.
+   *
+   * @example
+   * ```ts
+   * const t = await model.trace("Hello");
+   * if (t.nonFinite) throw new Error("the model produced NaN or infinite logits");
+   * ```
+   */
+  get nonFinite(): boolean {
+    if (this.nonFiniteMemo === undefined) {
+      let bad = false;
+      for (const v of this.logits.data) {
+        if (!Number.isFinite(v)) {
+          bad = true;
+          break;
+        }
+      }
+      this.nonFiniteMemo = bad;
+    }
+    return this.nonFiniteMemo;
+  }
+
   /** Number of real (unpadded) tokens per row. */
   get lengths(): number[] {
     return this.tokens.map((r) => r.length);
@@ -193,8 +221,12 @@ export class Trace {
     return out;
   }
 
-  /** The `k` most likely next tokens at one position, most likely first. */
+  /**
+   * The `k` most likely next tokens at one position, most likely first. `k` is an integer >= 1
+   * (`E_BAD_OPTION` otherwise); a `k` beyond the vocabulary returns the whole vocabulary.
+   */
   topK(k = 10, opts: PositionOptions = {}): TopToken[] {
+    positiveInt("k", k);
     const lp = this.logProbs(opts);
     const l = this.logitsAt(opts);
     const idx = Array.from(lp.keys()).sort((a, b) => lp[b]! - lp[a]! || a - b).slice(0, k);
