@@ -97,6 +97,27 @@ export type Device = (typeof DEVICES)[number];
 /** onnxruntime graph optimization levels. */
 export type OptimizationLevel = "disabled" | "basic" | "extended" | "all";
 
+/** onnxruntime's own log severities, least to most severe (its `logSeverityLevel` 0..4). */
+export const LOG_LEVELS = Object.freeze(["verbose", "info", "warning", "error", "fatal"] as const);
+/** One of {@link LOG_LEVELS}. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * `level` as onnxruntime's `logSeverityLevel`; undefined is `"fatal"` (onnxruntime prints
+ * nothing on stderr for failures tdb-js reports as typed errors anyway). Anything else is
+ * `E_BAD_OPTION`.
+ */
+export function logSeverity(level: LogLevel | undefined): 0 | 1 | 2 | 3 | 4 {
+  const i = LOG_LEVELS.indexOf(level ?? "fatal");
+  if (i < 0) {
+    throw new TdbError("E_BAD_OPTION", `unknown logLevel ${JSON.stringify(level)}; should be one of ${LOG_LEVELS.join(", ")}`, {
+      value: level,
+      allowed: LOG_LEVELS,
+    });
+  }
+  return i as 0 | 1 | 2 | 3 | 4;
+}
+
 /** Options for {@link createSession}. */
 export interface SessionOptions {
   /** Execution device. [default: "cpu"] */
@@ -112,6 +133,8 @@ export interface SessionOptions {
    * running back to back; slower when several sessions share the cores. [default: false]
    */
   allowSpinning?: boolean;
+  /** onnxruntime's own logging to stderr, from this level up. [default: "fatal"] */
+  logLevel?: LogLevel;
 }
 
 /** A created inference session with its input and output names. */
@@ -185,7 +208,7 @@ export async function createSession(model: Uint8Array | string, options: Session
   const so: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     graphOptimizationLevel: options.optimizationLevel ?? "all",
-    logSeverityLevel: 3,
+    logSeverityLevel: logSeverity(options.logLevel),
     // A Model holds several sessions (unpatched, patched per hook set), each with its own
     // intra-op thread pool. Spinning threads of an idle session steal cores from the running
     // one (measured: ~20% slower traces when two sessions alternate on 2 cores).

@@ -96,12 +96,30 @@ export interface ArchDims {
   lnEps: number;
 }
 
+/** A config.json dimension that disagrees with the graph (see {@link ArchitectureAdapter.checkDims}). */
+export interface DimMismatch {
+  /** The dimension, in {@link ArchDims} terms. */
+  dim: keyof ArchDims;
+  /** The value config.json gives. */
+  config: number;
+  /** The value the graph shows. */
+  graph: number;
+  /** Which graph fact shows it, for messages (e.g. "rows of the token embedding (wte)"). */
+  fact: string;
+}
+
 /** An architecture adapter: a table of patterns plus the code to apply them. */
 export interface ArchitectureAdapter {
   /** Short name used in messages, e.g. "GPT-2". */
   readonly name: string;
   /** `model_type` values of config.json this adapter understands. */
   readonly modelTypes: readonly string[];
+  /**
+   * Checks the config's dims against what the graph shows (blocks, embedding tables, head split,
+   * MLP width) and returns the disagreements, empty when none. Must not loop over
+   * `dims.nLayers`: load calls it before anything else does, so absurd sizes fail fast.
+   */
+  checkDims(g: OnnxGraph, dims: ArchDims): DimMismatch[];
   /** Finds hook points in the graph. Never throws for missing hooks: lists them as unavailable. */
   discover(g: OnnxGraph, dims: ArchDims): HookMap;
   /** Reads the analysis weights from the graph initializers. */

@@ -18,6 +18,7 @@ import { addLnScale } from "./ln-scale.js";
 import { addPerHeadResult } from "./per-head-result.js";
 import { hookNamesFor, type HookName } from "./names.js";
 import { finalLnScope, findBlockScopes, gpt2FinalNormScale, gpt2MlpOutWeight } from "./gpt2-locate.js";
+import { gpt2CheckDims } from "./gpt2-check.js";
 
 interface Found {
   sources: Map<HookName, HookSource>;
@@ -199,12 +200,16 @@ function discover(g: OnnxGraph, dims: ArchDims): HookMap {
   const embReason = () => "no Gather over an embedding initializer (fused EmbedLayerNormalization?)";
   setTap(f, "hook_embed", wte?.output[0], embReason);
   setTap(f, "hook_pos_embed", wpe?.output[0], embReason, true);
-  for (let l = 0; l < dims.nLayers; l++) {
+  // No block at all: not a graph this adapter understands (load says so), and the config's
+  // n_layer was not checked against it (checkDims), so never loop over it.
+  const nLayers = scopes.size === 0 ? 0 : dims.nLayers;
+  const allNames = once(() => hookNamesFor(nLayers));
+  for (let l = 0; l < nLayers; l++) {
     const scope = scopes.get(l);
     if (scope) {
       discoverBlock(g, dims, l, scope, f);
     } else {
-      for (const name of hookNamesFor(dims.nLayers)) {
+      for (const name of allNames()) {
         if (name.startsWith(`blocks.${l}.`)) f.unavailable.set(name, `no nodes under a block scope .../h.${l}/`);
       }
     }
@@ -215,7 +220,7 @@ function discover(g: OnnxGraph, dims: ArchDims): HookMap {
 
   // Keep the table's order.
   const ordered = new Map<HookName, HookSource>();
-  for (const name of hookNamesFor(dims.nLayers)) {
+  for (const name of allNames()) {
     const s = f.sources.get(name);
     if (s) ordered.set(name, s);
   }
@@ -426,6 +431,7 @@ function weights(g: OnnxGraph, dims: ArchDims): ModelWeights {
 export const gpt2Adapter: ArchitectureAdapter = {
   name: "GPT-2",
   modelTypes: ["gpt2"],
+  checkDims: gpt2CheckDims,
   discover,
   weights,
   finalNormScale: gpt2FinalNormScale,

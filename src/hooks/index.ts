@@ -12,7 +12,7 @@
  * @module
  */
 export * from "./names.js";
-export type { HookSource, HookMap, LayerWeights, ModelWeights, ArchDims, ArchitectureAdapter } from "./adapter.js";
+export type { HookSource, HookMap, LayerWeights, ModelWeights, ArchDims, ArchitectureAdapter, DimMismatch } from "./adapter.js";
 export { ADAPTERS, adapterFor } from "./registry.js";
 export { gpt2Adapter } from "./gpt2.js";
 export { findBlockScopes } from "./gpt2-locate.js";

@@ -10,34 +10,79 @@ import { TdbError } from "../base/errors.js";
 import type { DefaultFilesOptions, ModelFiles } from "./files.js";
 import { hubFiles, isHubId } from "./hub.js";
 
+const ERRNO_TEXT: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EISDIR: "is a directory, expected a file",
+  ENOTDIR: "is not a directory (or a path component is a file)",
+  ELOOP: "too many levels of symbolic links (a symlink loop)",
+  EROFS: "read-only file system",
+  ENOSPC: "no space left on device",
+  EEXIST: "already exists",
+  EMFILE: "too many open files",
+};
+
+/**
+ * A Node `fs` failure on `path` (the path as the user gave it, joined with the file tdb-js
+ * wanted) as `E_FILE_SYSTEM`: `value` is `{ path, errno }` (`errno` the error's `code`, e.g.
+ * `EACCES`, `EISDIR`, `ELOOP`; `"EUNKNOWN"` when it has none), `cause` the original error.
+ *
+ * @example
+ * ```ts
+ * try { await readFile(p) } catch (e) { throw fileSystemError(e, p, "read") }
+ * ```
+ */
+export function fileSystemError(cause: unknown, path: string, action: string): TdbError {
+  const errno = (cause as { code?: unknown } | null)?.code;
+  const code = typeof errno === "string" ? errno : "EUNKNOWN";
+  const why = ERRNO_TEXT[code] ?? (cause instanceof Error ? cause.message : String(cause));
+  return new TdbError("E_FILE_SYSTEM", `cannot ${action} ${path}: ${why} (${code})`, {
+    value: { path, errno: code },
+    allowed: "a readable file or directory (and a writable one for caches)",
+    cause,
+  });
+}
+
 /** Reads model files from a directory on disk. */
 export function directoryFiles(dir: string): ModelFiles {
   return {
     origin: dir,
     async read(relPath) {
+      const path = join(dir, relPath);
       try {
-        const b = await readFile(join(dir, relPath));
+        const b = await readFile(path);
         return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
       } catch (e) {
         const code = (e as { code?: string }).code;
         if (code === "ENOENT" || code === "ENOTDIR") return null;
-        throw e;
+        throw fileSystemError(e, path, "read");
       }
     },
   };
 }
 
+/**
+ * True for a directory, false when nothing is there; a file, a symlink loop or a path that
+ * cannot be looked at is `E_FILE_SYSTEM` (a hub id never names an existing file).
+ */
 async function isDirectory(p: string): Promise<boolean> {
+  let s;
   try {
-    return (await stat(p)).isDirectory();
-  } catch {
-    return false;
+    s = await stat(p);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === "ENOENT") return false;
+    // ENOTDIR: a component of the path is a file, as when the path is one.
+    throw fileSystemError(e, p, "open the model directory");
   }
+  if (s.isDirectory()) return true;
+  throw fileSystemError(Object.assign(new Error(`${p} is not a directory`), { code: "ENOTDIR" }), p, "open the model directory");
 }
 
 /**
  * The Node entry's default adapter: an existing directory, else a hub id (downloaded into
- * `opts.cacheDir`), else `E_MISSING_FILE`.
+ * `opts.cacheDir`), else `E_MISSING_FILE`. A path that exists but is no directory (a file, a
+ * symlink loop, no permission) is `E_FILE_SYSTEM`.
  *
  * @example
  * ```ts

@@ -36,6 +36,24 @@ function positiveInt(key: string, v: number): number {
   return v;
 }
 
+/** config.json keys of each dimension, in the order they are looked up (Hugging Face spellings). */
+export const CONFIG_KEYS: Readonly<Record<keyof ArchDims, readonly string[]>> = {
+  nLayers: ["n_layer", "num_hidden_layers"],
+  nHeads: ["n_head", "num_attention_heads"],
+  dModel: ["n_embd", "hidden_size", "d_model"],
+  dHead: ["n_embd", "hidden_size", "d_model"],
+  dMlp: ["n_inner", "intermediate_size"],
+  nCtx: ["n_positions", "n_ctx", "max_position_embeddings"],
+  dVocab: ["vocab_size"],
+  lnEps: ["layer_norm_epsilon", "layer_norm_eps"],
+};
+
+/** The config.json key a config uses for `dim` (the first spelling when it has none). */
+export function configKey(raw: Record<string, unknown>, dim: keyof ArchDims): string {
+  const keys = CONFIG_KEYS[dim];
+  return keys.find((k) => typeof raw[k] === "number") ?? keys[0]!;
+}
+
 /**
  * Parses a GPT-2-family `config.json` and checks that its dims are consistent: sizes are
  * positive integers, `n_head` divides `n_embd`, the LayerNorm epsilon is positive. Anything else
@@ -55,32 +73,32 @@ export function parseConfig(raw: Record<string, unknown>): ModelConfig {
     });
   }
   const modelType = typeof raw.model_type === "string" ? raw.model_type : "";
-  const key = (keys: string[]) => keys.find((k) => typeof raw[k] === "number") ?? keys[0]!;
-  const int = (keys: string[], fallback?: number) => positiveInt(key(keys), num(raw, keys, fallback));
-  const dModel = int(["n_embd", "hidden_size", "d_model"]);
-  const nHeads = int(["n_head", "num_attention_heads"]);
+  const int = (dim: keyof ArchDims, fallback?: number) => positiveInt(configKey(raw, dim), num(raw, [...CONFIG_KEYS[dim]], fallback));
+  const dModel = int("dModel");
+  const nHeads = int("nHeads");
   if (dModel % nHeads !== 0) {
-    throw new TdbError("E_BAD_INPUT", `config.json: ${key(["n_head", "num_attention_heads"])} (${nHeads}) must divide ${key(["n_embd", "hidden_size", "d_model"])} (${dModel})`, {
+    throw new TdbError("E_BAD_INPUT", `config.json: ${configKey(raw, "nHeads")} (${nHeads}) must divide ${configKey(raw, "dModel")} (${dModel})`, {
       value: nHeads,
       allowed: `a divisor of ${dModel}`,
     });
   }
   const inner = raw.n_inner;
-  const dMlp = typeof inner === "number" ? positiveInt("n_inner", inner) : int(["intermediate_size"], 4 * dModel);
-  const lnEps = num(raw, ["layer_norm_epsilon", "layer_norm_eps"], 1e-5);
+  // n_inner: null means 4 * n_embd, as Hugging Face writes it.
+  const dMlp = typeof inner === "number" ? positiveInt("n_inner", inner) : positiveInt("intermediate_size", num(raw, ["intermediate_size"], 4 * dModel));
+  const lnEps = num(raw, [...CONFIG_KEYS.lnEps], 1e-5);
   if (!(lnEps > 0)) {
-    const k = key(["layer_norm_epsilon", "layer_norm_eps"]);
+    const k = configKey(raw, "lnEps");
     throw new TdbError("E_BAD_INPUT", `config.json: ${k} must be positive, got ${lnEps}`, { value: lnEps, allowed: "> 0" });
   }
   return {
     modelType,
-    nLayers: int(["n_layer", "num_hidden_layers"]),
+    nLayers: int("nLayers"),
     nHeads,
     dModel,
     dHead: dModel / nHeads,
     dMlp,
-    nCtx: int(["n_positions", "n_ctx", "max_position_embeddings"]),
-    dVocab: int(["vocab_size"]),
+    nCtx: int("nCtx"),
+    dVocab: int("dVocab"),
     lnEps,
     bosTokenId: typeof raw.bos_token_id === "number" ? raw.bos_token_id : undefined,
     eosTokenId: typeof raw.eos_token_id === "number" ? raw.eos_token_id : undefined,

@@ -4,6 +4,7 @@
  * @module
  */
 import type { ModelProto } from "onnx-buf";
+import { logSeverity } from "../backend/ort.js";
 import { TdbError, formatAllowed } from "../base/errors.js";
 import type { ArchitectureAdapter, HookMap } from "../hooks/adapter.js";
 import { adapterFor } from "../hooks/registry.js";
@@ -12,11 +13,17 @@ import { resolveExternalData } from "../onnx/external.js";
 import { OnnxGraph } from "../onnx/graph.js";
 import { decodeModel } from "../onnx/proto.js";
 import { inlineIfBranch, pruneDeadNodes, removeUnusedInputs } from "../onnx/surgery.js";
-import { parseConfigText, type ModelConfig } from "./config.js";
+import { configKey, parseConfigText, type ModelConfig } from "./config.js";
 import { ONNX_FILES, type LoadOptions } from "./options.js";
 import { loadTokenizer, type Tokenizer } from "./tokenizer.js";
 
 async function loadFiles(idOrDir: string, opts: LoadOptions): Promise<ModelFiles> {
+  if (opts.files === undefined && (typeof idOrDir !== "string" || idOrDir === "")) {
+    throw new TdbError("E_BAD_INPUT", "Model.load takes a directory, a hub id or opts.files", {
+      value: idOrDir === null ? null : typeof idOrDir === "string" ? idOrDir : typeof idOrDir,
+      allowed: "a non-empty string (directory or hub id)",
+    });
+  }
   // The entry point decides: directories and the disk-cached hub (Node), URLs and the hub (browser).
   return opts.files ?? defaultFiles(idOrDir, opts);
 }
@@ -36,6 +43,22 @@ function flattenDecoder(model: ModelProto): ModelProto {
   return g.model;
 }
 
+
+/**
+ * `E_CONFIG_MISMATCH` when the adapter finds config dims the graph contradicts, naming the
+ * config key, both values and the graph fact; `value` and `allowed` are the first mismatch's
+ * config and graph values.
+ */
+function checkConfigAgainstGraph(adapter: ArchitectureAdapter, g: OnnxGraph, config: ModelConfig, configPath: string, onnxPath: string): void {
+  const problems = adapter.checkDims(g, config);
+  if (problems.length === 0) return;
+  const lines = problems.map((p) => `${configKey(config.raw, p.dim)} is ${p.config} but the graph has ${p.graph} (${p.fact})`);
+  const first = problems[0]!;
+  throw new TdbError("E_CONFIG_MISMATCH", `${configPath} does not match ${onnxPath}: ${lines.join("; ")}`, {
+    value: first.config,
+    allowed: first.graph,
+  });
+}
 
 /** What {@link loadModelParts} reads: everything a runtime is made of. */
 export interface ModelParts {
@@ -63,6 +86,7 @@ export async function loadModelParts(idOrDir: string, opts: LoadOptions = {}): P
       allowed: Object.keys(ONNX_FILES),
     });
   }
+  logSeverity(opts.logLevel); // E_BAD_OPTION now rather than at the first session
   const tokenizer = await loadTokenizer(files);
   let bytes: Uint8Array | null = null;
   let onnxPath = "";
@@ -84,7 +108,10 @@ export async function loadModelParts(idOrDir: string, opts: LoadOptions = {}): P
     return data;
   });
   const base = flattenDecoder(decoded);
-  const hookMap = adapter.discover(OnnxGraph.fromModel(base), config);
+  const graph = OnnxGraph.fromModel(base);
+  // Before discovery: it (and everything after) loops over n_layer.
+  checkConfigAgainstGraph(adapter, graph, config, `${files.origin}/config.json`, `${files.origin}/${onnxPath}`);
+  const hookMap = adapter.discover(graph, config);
   const available = [...hookMap.sources.keys()];
   if (!available.some((n) => n.startsWith("blocks."))) {
     const reasons = [...hookMap.unavailable.entries()].slice(0, 3).map(([k, v]) => `${k}: ${v}`);

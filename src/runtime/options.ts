@@ -7,7 +7,7 @@
 import type { HookName } from "../hooks/names.js";
 import type { ModelFiles } from "../io/files.js";
 import type { HubOptions } from "../io/remote.js";
-import type { Device, OptimizationLevel } from "../backend/ort.js";
+import type { Device, LogLevel, OptimizationLevel } from "../backend/ort.js";
 
 /** ONNX file names tried in order for each dtype, as transformers.js names them. */
 export const ONNX_FILES = {
@@ -34,6 +34,12 @@ export interface LoadOptions {
   revision?: string;
   /** onnxruntime graph optimization level. [default: "all"] */
   optimizationLevel?: OptimizationLevel;
+  /**
+   * onnxruntime's own logging to stderr, from this severity up ("verbose", "info", "warning",
+   * "error", "fatal"). Failures reach you as typed errors either way; "error" also lets
+   * onnxruntime print them. [default: "fatal"]
+   */
+  logLevel?: LogLevel;
   /**
    * Sessions kept alive at once, of every kind together: the unpatched forward, patched
    * sessions (one per hook set / edit points) and attribution sessions. A session counts as the

@@ -7,7 +7,9 @@
  * @module
  */
 import { join } from "node:path";
+import { TdbError } from "../base/errors.js";
 import { tdbHome } from "../io/home.js";
+import { fileSystemError } from "../io/node-files.js";
 import { gpt2Config, TINY_GPT2, type Gpt2Config } from "./config.js";
 import { ensureGpt2Model } from "./write.js";
 
@@ -30,7 +32,9 @@ export function defaultModelDir(): string {
 }
 
 /**
- * Generates the default tiny GPT-2 if it is not there yet and returns its directory.
+ * Generates the default tiny GPT-2 if it is not there yet and returns its directory. A
+ * directory that cannot be written (an unwritable `TDB_HOME`, a file in the way) is
+ * `E_FILE_SYSTEM` naming `dir` and the errno.
  *
  * @example
  * ```ts
@@ -38,6 +42,11 @@ export function defaultModelDir(): string {
  * ```
  */
 export async function ensureDefaultModel(dir: string = defaultModelDir()): Promise<string> {
-  await ensureGpt2Model(dir, { config: DEFAULT_MODEL_CONFIG, seed: DEFAULT_MODEL_SEED });
+  try {
+    await ensureGpt2Model(dir, { config: DEFAULT_MODEL_CONFIG, seed: DEFAULT_MODEL_SEED });
+  } catch (e) {
+    if (e instanceof TdbError || typeof (e as { code?: unknown } | null)?.code !== "string") throw e;
+    throw fileSystemError(e, dir, "write the default model to");
+  }
   return dir;
 }

@@ -71,7 +71,7 @@ describe("session.run", () => {
 });
 
 describe("through Model", () => {
-  it("config.json claiming more positions than the graph's position table: E_RUNTIME, not a raw Error", async () => {
+  it("config.json claiming more positions than the graph's position table: E_CONFIG_MISMATCH at load (issue 12; it used to fail at run time)", async () => {
     const tm = await makeTestModel();
     cleanup.push(() => tm.cleanup());
     const dir = `${tm.dir}-longctx`;
@@ -80,13 +80,11 @@ describe("through Model", () => {
     const cfg = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
     const n = tm.arch.n_positions;
     await writeFile(join(dir, "config.json"), JSON.stringify({ ...cfg, n_positions: 2 * n, n_ctx: 2 * n }));
-    const model = await Model.load(dir);
-    cleanup.push(() => model.dispose());
-    // Within the graph's table: fine.
-    await model.trace(new Array<number>(n).fill(5), { hooks: [] });
-    const e = await rejected(model.trace(new Array<number>(n + 8).fill(5), { hooks: [] }));
-    expectCode(e, "E_RUNTIME");
-    expect(typeof e.value).toBe("string");
-    expect(e.message).toContain(e.value as string);
+    const e = await rejected(Model.load(dir));
+    expectCode(e, "E_CONFIG_MISMATCH");
+    expect(e.value).toBe(2 * n);
+    expect(e.allowed).toBe(n);
+    expect(e.message).toContain(String(2 * n));
+    expect(e.message).toContain(String(n));
   });
 });
