@@ -20,6 +20,8 @@ export type TdbErrorCode =
   | "E_ONNX_DECODE"
   | "E_ONNX_INVALID"
   | "E_MISSING_FILE"
+  | "E_FILE_SYSTEM"
+  | "E_CONFIG_MISMATCH"
   | "E_OFFLINE"
   | "E_NOT_SINGLE_TOKEN"
   | "E_BAD_OPTION"
@@ -27,7 +29,8 @@ export type TdbErrorCode =
   | "E_NO_GRADIENT"
   | "E_NO_RUNTIME"
   | "E_RUNTIME"
-  | "E_DISPOSED";
+  | "E_DISPOSED"
+  | "E_NON_FINITE";
 
 /** Details carried by a {@link TdbError}. */
 export interface TdbErrorDetails {

@@ -66,11 +66,22 @@ export async function runAblate(args: AblateCommandArgs): Promise<number> {
   if ((args.target === undefined) !== (args.distractor === undefined)) {
     throw new UsageError("--target and --distractor go together", args.target === undefined ? "--distractor" : "--target");
   }
-  const { Model } = await import("../model/model.js");
+  const { Model, runtimeOf } = await import("../model/model.js");
   const dir = args.model ?? (await (await import("../synthetic/default-model.js")).ensureDefaultModel());
   const model = await Model.load(dir);
   try {
+    if (args.target !== undefined) {
+      // target = distractor is the typed error `tdb attribute` gives (E_BAD_INPUT), as are tokens that are not single tokens
+      const { resolveLogitDiff } = await import("../attribution/loss.js");
+      resolveLogitDiff(runtimeOf(model), args.target, args.distractor!);
+    }
     const r = await model.intervene(args.prompt, edits, { prependBos: args.prependBos });
+    if (r.clean.nonFinite || r.edited.nonFinite) {
+      throw new TdbError("E_NON_FINITE", `the ${r.clean.nonFinite ? "clean" : "ablated"} run produced NaN or infinite logits (a NaN or overflowing weight?): nothing to compare`, {
+        value: r.clean.nonFinite ? "clean" : "ablated",
+        allowed: "finite logits",
+      });
+    }
     const [change] = r.topKChanges(args.top);
     const fmt = (t: { token: number; str: string; logit: number; prob: number }) => ({ token: t.token, str: t.str, logit: round(t.logit), prob: round(t.prob) });
     const diff = args.target !== undefined ? r.logitDiffs(args.target, args.distractor!) : undefined;

@@ -4,6 +4,7 @@
  * @module
  */
 import type { AttributionNode } from "../attribution/node-table.js";
+import { TdbError } from "../base/errors.js";
 
 /** Parsed arguments of `tdb attribute`. */
 export interface AttributeCommandArgs {
@@ -25,6 +26,13 @@ export async function runAttribute(args: AttributeCommandArgs): Promise<number> 
   const model = await Model.load(dir);
   try {
     const t = await model.attribute(args.prompt, { target: args.target, distractor: args.distractor, topK: args.top, prependBos: args.prependBos });
+    const numbers = [t.loss, ...t.nodes.flatMap((n) => [n.activation, n.writeMagnitude, n.directEffect, n.totalEffect]), ...t.tokenEffects.map((e) => e.totalEffect)];
+    if (!numbers.every(Number.isFinite)) {
+      throw new TdbError("E_NON_FINITE", "the model produced NaN or infinite values (a NaN or overflowing weight?): no attribution to report", {
+        value: Number.isFinite(t.loss) ? "node effects" : "logit difference",
+        allowed: "finite values",
+      });
+    }
     const row = (n: AttributionNode) => ({
       id: n.id,
       type: n.type,

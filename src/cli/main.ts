@@ -5,6 +5,8 @@
  * Exit codes: 0 success, 1 a typed tdb-js error (printed, or as JSON with `--json`),
  * 2 a usage error (unknown command or flag, a flag the command does not take, a malformed or
  * missing flag value or prompt; found before any model is loaded), 70 an unexpected internal error.
+ * With `--json`, every outcome prints exactly one JSON object on stdout (the result, or
+ * `{"error": {...}}`) and nothing else there. Stack traces go to stderr only with `--debug`.
  *
  * @module
  */
@@ -32,6 +34,7 @@ Options:
   --target, --distractor
             (ablate) single tokens whose logit difference is reported, e.g. " Mary" " John"
   --json    machine-readable output (schemas tdb.trace/1, tdb.ablate/1, tdb.attribute/1; see docs/cli.md)
+  --debug   print the stack trace of an error on stderr
 
 Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal error.`;
 
@@ -47,7 +50,7 @@ const COMMAND_FLAGS: Record<string, readonly string[]> = {
 function checkFlags(command: string, values: Record<string, unknown>): void {
   const allowed = COMMAND_FLAGS[command] ?? [];
   for (const [flag, v] of Object.entries(values)) {
-    if (v === undefined || flag === "help" || flag === "version") continue;
+    if (v === undefined || flag === "help" || flag === "version" || flag === "debug") continue;
     if (!allowed.includes(flag)) {
       throw new UsageError(`${command} does not take --${flag}; it takes ${allowed.map((f) => `--${f}`).join(", ")}`, `--${flag}`);
     }
@@ -65,6 +68,16 @@ function parseTop(value: string | undefined, fallback: number): number {
   const top = value === undefined ? fallback : Number(value);
   if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${value}`, value);
   return top;
+}
+
+/**
+ * TEST-ONLY hook: with the environment variable `TDB_TEST_INTERNAL_ERROR=1`, a command throws a
+ * plain `Error` once its arguments are parsed and checked, so that tests can provoke the
+ * internal-error path (exit 70) deterministically (test/reliability/cli-contract.test.ts).
+ * Not part of the CLI's interface.
+ */
+function testInternalErrorHook(command: string): void {
+  if (process.env.TDB_TEST_INTERNAL_ERROR === "1") throw new Error(`internal error provoked by TDB_TEST_INTERNAL_ERROR in ${command} (test-only)`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -85,6 +98,7 @@ async function main(argv: string[]): Promise<number> {
         distractor: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
+        debug: { type: "boolean" },
       },
     });
   } catch (e) {
@@ -108,6 +122,7 @@ async function main(argv: string[]): Promise<number> {
     case "trace": {
       const prompt = onePrompt("trace", rest);
       const top = parseTop(values.top, 10);
+      testInternalErrorHook(command);
       const { runTrace } = await import("./trace-command.js");
       return runTrace({
         prompt,
@@ -121,6 +136,7 @@ async function main(argv: string[]): Promise<number> {
     case "ablate": {
       const prompt = onePrompt("ablate", rest);
       const top = parseTop(values.top, 10);
+      testInternalErrorHook(command);
       const { runAblate } = await import("./ablate-command.js");
       return runAblate({
         prompt,
@@ -138,6 +154,7 @@ async function main(argv: string[]): Promise<number> {
       const prompt = onePrompt("attribute", rest);
       if (values.target === undefined || values.distractor === undefined) throw new UsageError("attribute needs --target and --distractor", values.target === undefined ? "--target" : "--distractor");
       const top = parseTop(values.top, 20);
+      testInternalErrorHook(command);
       const { runAttribute } = await import("./attribute-command.js");
       return runAttribute({ prompt, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false });
     }
@@ -147,6 +164,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 const json = process.argv.includes("--json");
+const debug = process.argv.includes("--debug");
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
@@ -159,9 +177,14 @@ main(process.argv.slice(2)).then(
     } else if (err instanceof TdbError) {
       if (json) console.log(JSON.stringify({ error: err.toJSON() }, null, 2));
       else console.error(`tdb: ${err.code}: ${err.message}`);
+      if (debug) console.error(err);
       process.exitCode = 1;
     } else {
-      console.error(err);
+      // A bug: the message only (one JSON object with --json); the stack only with --debug.
+      const message = err instanceof Error ? err.message : String(err);
+      if (json) console.log(JSON.stringify({ error: { name: "InternalError", code: "E_INTERNAL", message } }, null, 2));
+      else console.error(`tdb: internal error (a bug: please report it): ${message}${debug ? "" : "\n(rerun with --debug for the stack trace)"}`);
+      if (debug) console.error(err);
       process.exitCode = 70;
     }
   },

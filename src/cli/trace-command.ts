@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { TdbError } from "../base/errors.js";
 import type { Activation } from "../trace/activation.js";
 import type { HookName } from "../hooks/names.js";
 import type { HookSelector } from "../runtime/options.js";
@@ -53,6 +54,10 @@ export async function runTrace(args: TraceCommandArgs): Promise<number> {
   const model = await Model.load(dir);
   const hooks: HookSelector = args.hooks === undefined || args.hooks === "all" ? "all" : (args.hooks.split(",").map((s) => s.trim()).filter(Boolean) as HookName[]); // checked by trace
   const t = await model.trace(args.prompt, { hooks, prependBos: args.prependBos });
+  if (t.nonFinite) {
+    await model.dispose();
+    throw new TdbError("E_NON_FINITE", "the model produced NaN or infinite logits (a NaN or overflowing weight?): no prediction to report", { value: dir, allowed: "finite logits" });
+  }
   const top = t.topK(args.top).map((x) => ({ token: x.token, str: x.str, logit: round(x.logit), prob: round(x.prob) }));
   const cache = [...t.cache].map(([, a]) => summarize(a));
   await model.dispose();

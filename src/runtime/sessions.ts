@@ -20,7 +20,7 @@ import { TdbError } from "../base/errors.js";
 import { encodeModel } from "../onnx/proto.js";
 import { bytesPerElement, elemTypeOf } from "../onnx/tensor.js";
 import { buildPatchedGraph, type PatchedGraph } from "./patched-graph.js";
-import { createSession, ortBackend, type Device, type OptimizationLevel, type Session } from "../backend/ort.js";
+import { createSession, ortBackend, type Device, type LogLevel, type OptimizationLevel, type Session } from "../backend/ort.js";
 import type { WeightStore } from "../backend/weight-store.js";
 
 /** What a patched session must offer. */
@@ -46,6 +46,8 @@ export interface PatchedSession {
 export interface SessionPoolOptions {
   device?: Device;
   optimizationLevel?: OptimizationLevel;
+  /** onnxruntime's own logging to stderr, from this level up. [default: "fatal"] */
+  logLevel?: LogLevel;
   /**
    * Sessions kept alive, of every kind together (unpatched, patched, attribution). A session
    * counts as the number of prepacked copies of the weight matrices it holds (onnxruntime keeps
@@ -126,9 +128,28 @@ export function packedWeightBytes(model: ModelProto): number {
 class Lru {
   /** Live entries, least recently used first. Keys: "baseline", `aux:<key>`, or a {@link PatchedRequest}. */
   readonly entries = new Map<unknown, Entry>();
+  /** Set by {@link Lru.clear}: new uses fail with E_DISPOSED. */
+  private closed = false;
+  /** Uses in flight; {@link Lru.clear} waits for them before releasing their sessions. */
+  private readonly inFlight = new Set<Promise<unknown>>();
   constructor(readonly max: number) {}
 
   async use<R>(key: unknown, plan: () => Plan, fn: (h: Held) => Promise<R>): Promise<R> {
+    if (this.closed) throw new TdbError("E_DISPOSED", "the model was disposed; load it again", {});
+    const run = this.useOpen(key, plan, fn);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inFlight.add(settled);
+    try {
+      return await run;
+    } finally {
+      this.inFlight.delete(settled);
+    }
+  }
+
+  private async useOpen<R>(key: unknown, plan: () => Plan, fn: (h: Held) => Promise<R>): Promise<R> {
     let e = this.entries.get(key);
     if (e) this.entries.delete(key);
     else {
@@ -172,7 +193,10 @@ class Lru {
     for (const e of victims) await release(e.value);
   }
 
+  /** Fails new uses with E_DISPOSED, waits for the uses in flight, then releases every session. */
   async clear(): Promise<void> {
+    this.closed = true;
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
     const all = [...this.entries.values()];
     this.entries.clear();
     for (const e of all) await release(e.value);
@@ -248,7 +272,7 @@ export class SessionPool {
   }
 
   private async create(model: ModelProto): Promise<Session> {
-    const opts = { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel };
+    const opts = { device: this.opts.device, optimizationLevel: this.opts.optimizationLevel, logLevel: this.opts.logLevel };
     const store = await this.store;
     if (!store) return createSession(encodeModel(model), opts);
     if (!this.collected) {
