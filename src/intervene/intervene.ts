@@ -7,11 +7,10 @@
 import { array, boolean, object, oneOf, positiveNumber } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
-import type { ModelRuntime } from "../runtime/runtime.js";
+import { batchRowBytes, DEFAULT_MAX_BATCH_BYTES, type ModelRuntime } from "../runtime/runtime.js";
 import type { EditFeed, HookSelector, ModelInput } from "../runtime/options.js";
-import { labelSize } from "../runtime/patched-graph.js";
-import { hookKindOf } from "../hooks/names.js";
 import { Trace } from "../trace/trace.js";
+import { TraceAssembler } from "../trace/assemble.js";
 import type { TokenBatch } from "../runtime/batch.js";
 import { compileEdits, editLayer, editTargets } from "./compile.js";
 import type { Edit } from "./edits.js";
@@ -46,22 +45,6 @@ export interface InterveneOptions {
   maxBatchBytes?: number;
 }
 
-const GiB = 1024 ** 3;
-
-/** Rough bytes one batch row needs: logits, cached hooks, edit feeds, and onnxruntime's working set. */
-function bytesPerRow(model: ModelRuntime, S: number, logitPositions: number, hooks: readonly HookName[], edits: readonly HookName[]): number {
-  const c = model.config;
-  const size = (h: HookName) =>
-    hookKindOf(h)!.dims.slice(1).reduce((n, l) => {
-      const s = labelSize(l, c);
-      return n * (s === "seq" ? S : s === "batch" ? 1 : s);
-    }, 1);
-  const hookFloats = hooks.reduce((n, h) => n + size(h), 0);
-  const editFloats = 2 * edits.reduce((n, h) => n + size(h), 0);
-  const working = S * (8 * c.dModel + 2 * c.dMlp + 2 * c.nHeads * S);
-  return 4 * (logitPositions * c.dVocab + hookFloats + editFloats + working);
-}
-
 function lastPositions(batch: TokenBatch): number[][] {
   return batch.rows.map((r) => [r.length - 1]);
 }
@@ -73,7 +56,7 @@ export async function intervene(model: ModelRuntime, input: ModelInput, edits: r
   const variants = opts.variants === undefined ? undefined : array<readonly Edit[]>("variants", opts.variants, "an array of edit arrays");
   variants?.forEach((v, i) => array<Edit>(`variants[${i}]`, v, "an array of Edit objects", "E_BAD_INPUT").forEach((e, j) => object(`variants[${i}][${j}]`, e, "an Edit object")));
   const logits = opts.logits === undefined ? (variants ? "last" : "all") : oneOf("logits", opts.logits, ["all", "last"] as const);
-  const maxBatchBytes = opts.maxBatchBytes === undefined ? GiB : positiveNumber("maxBatchBytes", opts.maxBatchBytes);
+  const maxBatchBytes = opts.maxBatchBytes === undefined ? DEFAULT_MAX_BATCH_BYTES : positiveNumber("maxBatchBytes", opts.maxBatchBytes);
   const prefixShare = boolean("prefixShare", opts.prefixShare ?? true);
   if (opts.clean !== undefined && !(opts.clean instanceof Trace)) {
     throw new TdbError("E_BAD_OPTION", "clean must be a Trace (from model.trace)", { value: opts.clean === null ? null : typeof opts.clean, allowed: "a Trace" });
@@ -111,14 +94,16 @@ export async function intervene(model: ModelRuntime, input: ModelInput, edits: r
   }
   // Size chunks from the hooks any variant edits (the session has edit points on all of them).
   const targets = await editTargets(model, [...edits, ...variants.flat()], batch.seqLen);
-  const perRow = bytesPerRow(model, batch.seqLen, logits === "last" ? 1 : batch.seqLen, hooks, targets);
+  const perRow = batchRowBytes(model.config, batch.seqLen, logits === "last" ? 1 : batch.seqLen, hooks, targets);
   const chunk = Math.max(1, Math.floor(maxBatchBytes / perRow));
   const first = variants.map((v) => Math.min(...[...edits, ...v].map((e) => editLayer(model, e))));
   if (prefixShare && hooks.length === 0 && first.every((f) => f >= 0)) {
     const r = await prefixShared(model, batch, edits, variants, first, opts.clean, chunk, logits);
     return new InterventionResult(r.edited, r.clean ?? (await cleanRun()), true);
   }
-  const parts: Trace[] = [];
+  // Each chunk's feeds are compiled just before its run and its rows copied into the result
+  // right after, so that memory holds the result and one chunk.
+  const out = new TraceAssembler(variants.length, model.codec);
   const row = batch.rows[0]!;
   for (let start = 0; start < variants.length; start += chunk) {
     const vs = variants.slice(start, start + chunk);
@@ -126,10 +111,9 @@ export async function intervene(model: ModelRuntime, input: ModelInput, edits: r
     // Every row gets an edit point on every hook any variant edits, so that one session serves
     // all chunks: rows that leave a hook alone are fed identity (scale by 1).
     const identity: Edit[] = targets.map((h) => ({ hook: h, kind: "scale", value: 1 }));
-    parts.push(await run(b, vs.map((v) => [...identity, ...edits, ...v])));
+    out.copyAll(await run(b, vs.map((v) => [...identity, ...edits, ...v])), start);
   }
-  const edited = Trace.concat(parts);
-  return new InterventionResult(edited, await cleanRun(), true);
+  return new InterventionResult(out.finish(), await cleanRun(), true);
 }
 
 /**
@@ -150,10 +134,10 @@ async function prefixShared(
   const L = model.config.nLayers;
   const S = batch.seqLen;
   const order = variants.map((_, i) => i).filter((i) => Number.isFinite(first[i])).sort((a, b) => first[a]! - first[b]! || a - b);
-  // Row 0 of every chunk is the clean prompt: the first chunk's serves as the clean run.
-  const parts: Trace[] = [];
-  const where = new Array<number>(variants.length).fill(0); // row in the concatenation; 0 = clean
-  let offset = 0;
+  // Row 0 of every chunk is the clean prompt: the first chunk's serves as the clean run. Each
+  // chunk's rows are copied into the result (row i = variant i) as soon as it has run.
+  const out = new TraceAssembler(variants.length, model.codec);
+  let own: Trace | undefined; // the clean row this call computed
   for (let start = 0; start < order.length; start += chunk) {
     const rows = order.slice(start, start + chunk); // variant indices, sorted by first block
     const prefixRows: number[][] = [];
@@ -167,15 +151,15 @@ async function prefixShared(
       if (rowEdits.some((r) => r.length > 0)) for (const [h, f] of await compileEdits(model, rowEdits, S, { prefixShare: true })) feeds.set(h, f);
     }
     const logitPositions = logits === "last" ? Array.from({ length: before }, () => [batch.rows[0]!.length - 1]) : undefined;
-    parts.push(await model.run(batch, { hooks: [], edits: feeds, logitPositions, prefixRows }));
-    rows.forEach((i, j) => (where[i] = offset + 1 + j));
-    offset += before;
+    const part = await model.run(batch, { hooks: [], edits: feeds, logitPositions, prefixRows });
+    rows.forEach((i, j) => out.copyRow(part, 1 + j, i));
+    own ??= part.selectRows([0]);
   }
-  if (parts.length === 0) {
-    // No variant edits anything: every row is the clean run.
-    const clean = given ?? (await model.run(batch, { hooks: [], logitPositions: logits === "last" ? lastPositions(batch) : undefined }));
-    return { edited: clean.selectRows(where), clean };
-  }
-  const all = Trace.concat(parts);
-  return { edited: all.selectRows(where), clean: given ?? all.selectRows([0]) };
+  // Variants that edit nothing are the clean run.
+  const clean = own ?? given ?? (await model.run(batch, { hooks: [], logitPositions: logits === "last" ? lastPositions(batch) : undefined }));
+  first.forEach((f, i) => {
+    if (!Number.isFinite(f)) out.copyRow(clean, 0, i);
+  });
+  return { edited: out.finish(), clean: given ?? clean };
 }
+

@@ -73,6 +73,13 @@ export interface TraceOptions {
   positions?: readonly number[];
   /** Prepend the BOS token to string prompts, as TransformerLens does. [default: true] */
   prependBos?: boolean;
+  /**
+   * Approximate memory budget of one batched run, in bytes (a finite number > 0): the batch runs
+   * in row chunks that fit (same result as one run), so that peak memory is about the result
+   * plus one chunk. A single row over the budget still runs, one row at a time (a row cannot be
+   * split). [default: 1 GiB]
+   */
+  maxBatchBytes?: number;
 }
 
 /** A prompt, a batch of prompts, a token row, or a batch of token rows. */

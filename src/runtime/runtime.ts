@@ -17,14 +17,38 @@ import type { HostTensor } from "../onnx/tensor.js";
 import { Activation } from "../trace/activation.js";
 import { ActivationCache } from "../trace/cache.js";
 import { Trace, type TokenCodec } from "../trace/trace.js";
+import { TraceAssembler } from "../trace/assemble.js";
+import { positiveNumber } from "../base/check.js";
 import { padBatch, type TokenBatch } from "./batch.js";
 import type { ModelConfig } from "./config.js";
 import { loadModelParts } from "./load.js";
 import type { HookSelector, LoadOptions, ModelInput, RunSpec, TraceOptions } from "./options.js";
 import type { Session } from "../backend/ort.js";
-import { buildPatchedGraph, LOGIT_POSITIONS_INPUT, rowsInput, type PatchedGraph } from "./patched-graph.js";
+import { buildPatchedGraph, labelSize, LOGIT_POSITIONS_INPUT, rowsInput, type PatchedGraph } from "./patched-graph.js";
 import { SessionPool, type PatchedSession } from "./sessions.js";
 import type { Tokenizer } from "./tokenizer.js";
+
+/** Default memory budget of one batched run (`maxBatchBytes` of trace and intervene): 1 GiB. */
+export const DEFAULT_MAX_BATCH_BYTES = 1024 ** 3;
+
+/**
+ * Rough bytes one batch row of a run needs: its logits (`logitPositions` positions) and the cached
+ * `hooks` (twice: onnxruntime's outputs and the result's copies), the edit feeds (mul and add) of
+ * the `edits` hooks, and onnxruntime's working set.
+ * Sizes the row chunks of `trace` and `intervene` to `maxBatchBytes`.
+ */
+export function batchRowBytes(c: ModelConfig, S: number, logitPositions: number, hooks: readonly HookName[], edits: readonly HookName[]): number {
+  const size = (h: HookName) =>
+    hookKindOf(h)!.dims.slice(1).reduce((n, l) => {
+      const s = labelSize(l, c);
+      return n * (s === "seq" ? S : s === "batch" ? 1 : s);
+    }, 1);
+  const hookFloats = hooks.reduce((n, h) => n + size(h), 0);
+  const editFloats = 2 * edits.reduce((n, h) => n + size(h), 0);
+  const working = S * (8 * c.dModel + 2 * c.dMlp + 2 * c.nHeads * S);
+  // Outputs count twice: onnxruntime's output tensors and their copies in the result.
+  return 4 * (2 * (logitPositions * c.dVocab + hookFloats) + editFloats + working);
+}
 
 /**
  * A loaded model's machinery: config, tokenizer, hook map, base graph and sessions. Feature
@@ -34,7 +58,8 @@ export class ModelRuntime {
   /** The onnxruntime sessions of this model (patched, baseline, auxiliary), under one bound. */
   readonly sessions: SessionPool;
   private weightsCache: ModelWeights | undefined;
-  private readonly codec: TokenCodec;
+  /** Token helpers handed to the traces this runtime (or a feature assembling results) builds. */
+  readonly codec: TokenCodec;
 
   private constructor(
     /** Model dimensions and the raw config.json. */
@@ -236,7 +261,25 @@ export class ModelRuntime {
       throw new TdbError("E_BAD_OPTION", "positions must be an array of positions", { value: opts.positions, allowed: "an array of integers (negative counts from the end)" });
     }
     const positions = opts.positions?.map((p) => resolvePosition(p, batch.seqLen));
-    return this.run(batch, { hooks, positions });
+    // Row chunks that fit the budget; a row larger than the budget still runs (alone), since a
+    // row cannot be split. Each chunk is copied into the result and dropped.
+    const budget = opts.maxBatchBytes === undefined ? DEFAULT_MAX_BATCH_BYTES : positiveNumber("maxBatchBytes", opts.maxBatchBytes);
+    const B = batch.rows.length;
+    const chunk = Math.max(1, Math.floor(budget / batchRowBytes(this.config, batch.seqLen, batch.seqLen, hooks, [])));
+    if (chunk >= B) return this.run(batch, { hooks, positions });
+    const out = new TraceAssembler(B, this.codec);
+    for (let start = 0; start < B; start += chunk) {
+      const end = Math.min(B, start + chunk);
+      const S = batch.seqLen;
+      const part: TokenBatch = {
+        rows: batch.rows.slice(start, end),
+        seqLen: S,
+        inputIds: batch.inputIds.subarray(start * S, end * S),
+        attentionMask: batch.attentionMask.subarray(start * S, end * S),
+      };
+      out.copyAll(await this.run(part, { hooks, positions }), start);
+    }
+    return out.finish();
   }
 
   /**
