@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { positiveInt } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import { nodeTableHtml, summarizeNodeTable, withDisplay } from "../base/inspect.js";
 import type { HookName } from "../hooks/names.js";
@@ -196,8 +197,7 @@ async function nodeTable(
   if (batch.rows.length !== 1) throw new TdbError("E_BAD_INPUT", `attribution takes one prompt; got ${batch.rows.length}`, { value: batch.rows.length, allowed: 1 });
   const types = opts.nodeTypes ?? NODE_TYPES;
   for (const t of types) if (!NODE_TYPES.includes(t)) throw new TdbError("E_BAD_OPTION", `unknown node type ${JSON.stringify(t)}`, { value: t, allowed: NODE_TYPES });
-  const k = opts.topK ?? 20;
-  if (!Number.isInteger(k) || k < 1) throw new TdbError("E_BAD_OPTION", `topK must be a positive integer, got ${k}`, { value: k, allowed: ">= 1" });
+  const k = positiveInt("topK", opts.topK ?? 20);
   const S = batch.seqLen;
   const graph = graphFor(model, key, loss, detach);
   const lossWeightsFeed = weights(S);

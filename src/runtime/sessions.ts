@@ -16,6 +16,7 @@ import type { ModelProto, TensorProto } from "onnx-buf";
 import type { ModelConfig } from "./config.js";
 import type { HookMap } from "../hooks/adapter.js";
 import type { HookName } from "../hooks/names.js";
+import { positiveInt } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import { encodeModel } from "../onnx/proto.js";
 import { bytesPerElement, elemTypeOf } from "../onnx/tensor.js";
@@ -224,11 +225,7 @@ export class SessionPool {
     private readonly config: ModelConfig,
     private readonly opts: SessionPoolOptions = {},
   ) {
-    const max = opts.maxSessions ?? 2;
-    if (!Number.isInteger(max) || max < 1) {
-      throw new TdbError("E_BAD_OPTION", `maxSessions must be a positive integer, got ${max}`, { value: max, allowed: ">= 1" });
-    }
-    this.live = new Lru(max);
+    this.live = new Lru(positiveInt("maxSessions", opts.maxSessions ?? 2));
     this.store = this.openStore();
   }
 
