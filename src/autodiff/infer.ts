@@ -282,6 +282,8 @@ export class ValueFactsTable {
         return [this.slice(n, x)];
       case "Gather":
         return [this.gather(n, x)];
+      case "GatherElements":
+        return [{ elemType: x.elemType, dims: this.in(n, 1).dims }];
       case "GatherND": {
         const idx = this.in(n, 1).dims;
         const b = intAttr(n, "batch_dims", 0);

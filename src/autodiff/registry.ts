@@ -6,6 +6,7 @@
  */
 import { elementwiseRules, NON_DIFFERENTIABLE } from "./ops/elementwise.js";
 import { gatherRules } from "./ops/gather.js";
+import { gatherElementsRules } from "./ops/gather-elements.js";
 import { matmulRules } from "./ops/matmul.js";
 import { nnRules } from "./ops/nn.js";
 import { reduceRules } from "./ops/reduce.js";
@@ -15,7 +16,7 @@ import type { GradRule } from "./rule.js";
 export { NON_DIFFERENTIABLE };
 
 const RULES = new Map<string, GradRule>(
-  Object.entries<GradRule>({ ...elementwiseRules, ...matmulRules, ...reduceRules, ...shapeRules, ...gatherRules, ...nnRules }),
+  Object.entries<GradRule>({ ...elementwiseRules, ...matmulRules, ...reduceRules, ...shapeRules, ...gatherRules, ...gatherElementsRules, ...nnRules }),
 );
 
 /** The gradient rule of an op type, if there is one. */

@@ -30,7 +30,11 @@ export type TdbErrorCode =
   | "E_NO_RUNTIME"
   | "E_RUNTIME"
   | "E_DISPOSED"
-  | "E_NON_FINITE";
+  | "E_NON_FINITE"
+  | "E_BAD_SPEC"
+  | "E_CHECKPOINT"
+  | "E_CHECKPOINT_MISMATCH"
+  | "E_MEMORY_BUDGET";
 
 /** Details carried by a {@link TdbError}. */
 export interface TdbErrorDetails {

@@ -44,6 +44,13 @@ function matmul(ctx: GradContext): (string | undefined)[] {
   } else {
     da = () => e.sumToShapeOf(mm(dy, swapLast(e, b, rb)), a);
     db = () => e.sumToShapeOf(mm(swapLast(e, a, ra), dy), b);
+    const k = facts.dims(a)?.[ra - 1];
+    const n = facts.dims(dy)?.[ra - 1];
+    if (rb === 2 && ra > 2 && typeof k === "number" && typeof n === "number") {
+      // A matrix shared by every batch row (a weight): fold the batch axes into the contraction,
+      // dB = A[-1, k]^T dY[-1, n], instead of a [batch..., k, n] product summed afterwards.
+      db = () => e.op("Gemm", [e.reshape(a, e.ints([-1, k])), e.reshape(dy, e.ints([-1, n]))], { transA: 1 });
+    }
   }
   return [ctx.needs(0) ? da() : undefined, ctx.needs(1) ? db() : undefined];
 }
