@@ -48,13 +48,18 @@ export interface AttributionGraph {
   pattern: string[];
   gradPattern: string[];
   /**
-   * Per layer, the MLP neurons picked by in-graph top-k: flat indices (t * d_mlp + i) of the
+   * The layers that have an MLP (all, except attention-only blocks); the neuron outputs below
+   * are indexed like this list.
+   */
+  mlpLayers: number[];
+  /**
+   * Per MLP layer, the MLP neurons picked by in-graph top-k: flat indices (t * d_mlp + i) of the
    * top-k activation, write magnitude, direct effect and total effect and the bottom-k of the
    * two effects (int64 [6k], with repeats), and the four columns at those indices (float [4, 6k]).
    */
   neuronPicks: string[];
   neuronColumns: string[];
-  /** Per layer, the sum over neurons of the total effects at each position: [1, pos]. */
+  /** Per MLP layer, the sum over neurons of the total effects at each position: [1, pos]. */
   neuronTokenTotals: string[];
   /** Per layer, `||v[k, h] W_O[h]||`: [batch, head, key_pos]. */
   valueWriteNorm: string[];
@@ -107,8 +112,11 @@ export function buildAttributionGraph(model: ModelRuntime, loss: AttributionLoss
     valueWrite.push(node("MatMul", [vt, wName], `layer${l}/vW_O`));
   }
 
+  // Attention-only blocks have no neurons (their MLP hooks are unavailable).
+  const mlpLayers = Array.from({ length: L }, (_, l) => l).filter((l) => model.hookMap.sources.has(`blocks.${l}.mlp.hook_post`));
   const wrt = [value("hook_embed"), value(reads)];
-  for (let l = 0; l < L; l++) wrt.push(value(`blocks.${l}.mlp.hook_post`), value(`blocks.${l}.attn.hook_pattern`));
+  for (const l of mlpLayers) wrt.push(value(`blocks.${l}.mlp.hook_post`));
+  for (let l = 0; l < L; l++) wrt.push(value(`blocks.${l}.attn.hook_pattern`));
   const stop: string[] = [];
   if (detachFinalLnScale) stop.push(finalLnScale(g, model));
   if (loss.kind === "value") for (const h of loss.stop ?? []) stop.push(value(h));
@@ -130,16 +138,15 @@ export function buildAttributionGraph(model: ModelRuntime, loss: AttributionLoss
   const neuronPicks: string[] = [];
   const neuronColumns: string[] = [];
   const neuronTokenTotals: string[] = [];
-  const norms = model.weights.blocks.map((b) => {
-    const d = model.config.dModel;
-    return Float32Array.from({ length: model.config.dMlp }, (_, i) => Math.hypot(...b.W_out.data.subarray(i * d, (i + 1) * d)));
-  });
-  for (let l = 0; l < L; l++) {
+  for (const l of mlpLayers) {
     const p = `layer${l}/neurons`;
+    const dModel = model.config.dModel;
+    const W_out = model.weights.blocks[l]!.W_out.data;
+    const norm = Float32Array.from({ length: model.config.dMlp }, (_, i) => Math.hypot(...W_out.subarray(i * dModel, (i + 1) * dModel)));
     const wName = model.adapter.mlpOutWeight(g, l, model.config) ?? g.uniqueName(`/tdb/attr/layer${l}/W_out`);
     if (!g.initializer(wName)) g.addInitializer(tensorToProto(wName, model.weights.blocks[l]!.W_out.data, [model.config.dMlp, model.config.dModel]));
     const nName = g.uniqueName(`/tdb/attr/layer${l}/W_out_norm`);
-    g.addInitializer(tensorToProto(nName, norms[l]!, [model.config.dMlp]));
+    g.addInitializer(tensorToProto(nName, norm, [model.config.dMlp]));
     const post = value(`blocks.${l}.mlp.hook_post`);
     const gW = node("Gemm", [g2, wName], `${p}/gW_out`, { transB: 1 });
     const a = node("Reshape", [post, flat], `${p}/a`);
@@ -171,6 +178,7 @@ export function buildAttributionGraph(model: ModelRuntime, loss: AttributionLoss
     gradResid: grad(value(reads)),
     pattern: Array.from({ length: L }, (_, l) => out(`blocks.${l}.attn.hook_pattern`)),
     gradPattern: Array.from({ length: L }, (_, l) => grad(value(`blocks.${l}.attn.hook_pattern`))),
+    mlpLayers,
     neuronPicks,
     neuronColumns,
     neuronTokenTotals,

@@ -222,19 +222,35 @@ class Evaluator {
     const match = nodeMatcher(a.node);
     const values: (number | null)[] = [];
     for (const p of a.prompts) {
+      const perHead = a.group === "head";
       const t = await this.model.attribute(this.input(p), {
         target: a.target,
         distractor: a.distractor,
-        topK: Math.max(a.rank, 10),
+        // Summing a head's nodes needs all of them, not the top k.
+        topK: perHead ? Number.MAX_SAFE_INTEGER : Math.max(a.rank, 10),
         prependBos: this.prependBos,
-        ...(a.among ? { nodeTypes: a.among } : {}),
+        ...(perHead ? { nodeTypes: ["attention_head" as const] } : a.among ? { nodeTypes: a.among } : {}),
       });
+      if (perHead) {
+        const sums = new Map<string, { node: AttributionNode; sum: number }>();
+        for (const n of t.nodes) {
+          const k = `${n.layer}.${n.head}`;
+          const e = sums.get(k) ?? { node: n, sum: 0 };
+          e.sum += n[a.by];
+          sums.set(k, e);
+        }
+        const ranked = [...sums.values()].sort((x, y) => Math.abs(y.sum) - Math.abs(x.sum));
+        const i = ranked.findIndex((e) => match(e.node));
+        values.push(i < 0 ? null : i + 1);
+        continue;
+      }
       const ranked = [...t.nodes].sort((x, y) => Math.abs(y[a.by]) - Math.abs(x[a.by]));
       const i = ranked.findIndex(match);
       values.push(i < 0 ? null : i + 1);
     }
     const measured = values.includes(null) ? null : Math.max(...(values as number[]));
-    return { values, measured, what: `rank of ${a.node} by |${a.by}|${a.among ? ` among ${a.among.join(", ")}` : ""} (worst over ${values.length} prompt(s))` };
+    const among = a.group === "head" ? " among heads (summed over their nodes)" : a.among ? ` among ${a.among.join(", ")}` : "";
+    return { values, measured, what: `rank of ${a.node} by |${a.by}|${among} (worst over ${values.length} prompt(s))` };
   }
 
   async headScore(a: HeadScoreAssertion): Promise<Measured> {

@@ -112,6 +112,11 @@ export interface AttributionAssertion extends AssertionCommon {
   rank: number;
   among?: NodeType[];
   by: "totalEffect" | "directEffect";
+  /**
+   * `node` (default): rank single nodes. `head`: rank attention heads by the sum of their nodes'
+   * effects (every query/key pair of the prompt), as "the top head by estimated total effect".
+   */
+  group: "node" | "head";
 }
 
 /**
@@ -281,7 +286,7 @@ const KEYS: Record<AssertionKind, readonly string[]> = {
   logit_diff: ["prompts", "prompt", "target", "distractor", "comparison", "threshold", "aggregate"],
   top_token: ["prompts", "prompt", "token", "k", "comparison", "threshold"],
   ablation: ["prompts", "prompt", "edits", "target", "distractor", "metric", "comparison", "threshold", "aggregate"],
-  attribution: ["prompts", "prompt", "target", "distractor", "node", "rank", "among", "by"],
+  attribution: ["prompts", "prompt", "target", "distractor", "node", "rank", "among", "by", "group"],
   head_score: ["head", "detector", "comparison", "threshold", "rank", "input", "seqLen", "batch", "seed", "excludeBos", "excludeCurrentToken", "queries"],
   copying: ["edits", "metric", "comparison", "threshold", "input", "seqLen", "batch", "seed"],
 };
@@ -338,6 +343,7 @@ function assertion(v: unknown, path: string): Assertion {
         rank: num(v, "rank", path, { integer: true, min: 1 }) ?? 1,
         among,
         by: choice(v, "by", path, ["totalEffect", "directEffect"] as const, "totalEffect"),
+        group: choice(v, "group", path, ["node", "head"] as const, "node"),
       };
     }
     case "copying": {

@@ -129,10 +129,25 @@ function scopeInput(g: OnnxGraph, scope: string): string | undefined {
   return undefined;
 }
 
+/** Hooks an attention-only block does not have (TransformerLens `attn_only` has no ln2, MLP or resid_mid). */
+const MLP_HOOKS = ["hook_resid_mid", "ln2.hook_scale", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out"] as const;
+
+/**
+ * An attention-only block (TransformerLens `attn_only`): no node under `<scope>/mlp/` or
+ * `<scope>/ln_2/`, and exactly one Add directly under the block scope, reading the attention.
+ */
+function isAttnOnlyBlock(g: OnnxGraph, scope: string, adds: readonly NodeProto[]): boolean {
+  if (g.nodesInScope(`${scope}/mlp`).length > 0 || g.nodesInScope(`${scope}/ln_2`).length > 0) return false;
+  return adds.length === 1 && adds[0]!.input.some((i) => { const p = g.producer(i); return p !== undefined && inScope(p, `${scope}/attn`); });
+}
+
 function discoverBlock(g: OnnxGraph, dims: ArchDims, layer: number, scope: string, f: Found): void {
   const h = (s: string) => `blocks.${layer}.${s}` as HookName;
+  // Residual stream: the Adds directly under the block scope, in graph order.
+  const adds = g.nodes.filter((n) => n.opType === "Add" && directChild(n, scope));
+  const attnOnly = isAttnOnlyBlock(g, scope, adds);
   setLnScale(f, g, h("ln1.hook_scale"), `${scope}/ln_1`, dims.lnEps, `h.${layer}/ln_1`);
-  setLnScale(f, g, h("ln2.hook_scale"), `${scope}/ln_2`, dims.lnEps, `h.${layer}/ln_2`);
+  if (!attnOnly) setLnScale(f, g, h("ln2.hook_scale"), `${scope}/ln_2`, dims.lnEps, `h.${layer}/ln_2`);
 
   // Attention: Split(q, k, v) -> Reshape [B,S,H,dh] each; Softmax input/output; MatMul(pattern, v) -> Transpose.
   const attn = `${scope}/attn`;
@@ -161,11 +176,19 @@ function discoverBlock(g: OnnxGraph, dims: ArchDims, layer: number, scope: strin
     f.unavailable.set(h("attn.hook_result"), z ? `no c_proj weight initializer under ${attn}/c_proj` : qkvReason());
   }
 
-  // Residual stream: the two Adds directly under the block scope, in graph order.
-  const adds = g.nodes.filter((n) => n.opType === "Add" && directChild(n, scope));
   const [mid, post] = adds;
   const attnOut = mid?.input.find((i) => { const p = g.producer(i); return p !== undefined && inScope(p, attn); });
   const residPre = mid?.input.find((i) => i !== attnOut);
+  if (attnOnly) {
+    // resid_post = resid_pre + attn_out; the MLP side does not exist (as in TransformerLens,
+    // where an attn_only block has no hook_resid_mid, ln2 or MLP hooks).
+    setTap(f, h("hook_resid_pre"), residPre, () => `no residual input to the attention Add under ${scope}`);
+    setTap(f, h("hook_attn_out"), attnOut, () => `no attention output under ${scope}`);
+    setTap(f, h("hook_resid_post"), mid!.output[0], () => `no residual Add under ${scope}`);
+    const why = `attention-only block ${scope}: no ln_2 and no MLP (resid_post = resid_pre + attn_out, so there is no resid_mid)`;
+    for (const s of MLP_HOOKS) f.unavailable.set(h(s), why);
+    return;
+  }
   const mlpOut = post?.input.find((i) => { const p = g.producer(i); return p !== undefined && inScope(p, `${scope}/mlp`); });
   const residReason = () => `residual Adds directly under ${scope} not found (found ${adds.length})`;
   setTap(f, h("hook_resid_pre"), attnOut ? residPre : undefined, residReason);
@@ -367,10 +390,21 @@ function weights(g: OnnxGraph, dims: ArchDims): ModelWeights {
     if (!s) throw new TdbError("E_UNSUPPORTED_GRAPH", `block ${l} not found in the graph`, { value: l, allowed: [...scopes.keys()] });
     const qkv = once(() => conv1d(g, `${s}/attn/c_attn`, D, 3 * D));
     const o = once(() => conv1d(g, `${s}/attn/c_proj`, H * dh, D));
-    const fc = once(() => conv1d(g, `${s}/mlp/c_fc`, D, dims.dMlp));
-    const proj = once(() => conv1d(g, `${s}/mlp/c_proj`, dims.dMlp, D));
+    /** An attention-only block has no MLP and no ln_2 weights: say so rather than "no initializer". */
+    const mlpPart = <T>(name: string, read: () => T) => () => {
+      if (g.nodesInScope(`${s}/${name}`).length === 0) {
+        throw new TdbError("E_UNSUPPORTED_GRAPH", `block ${l} has no ${name} weights: nothing under ${s}/${name}/ (an attention-only block)`, {
+          value: `${s}/${name}`,
+          allowed: "blocks with an MLP",
+        });
+      }
+      return read();
+    };
+    const fc = once(mlpPart("mlp", () => conv1d(g, `${s}/mlp/c_fc`, D, dims.dMlp)));
+    const proj = once(mlpPart("mlp", () => conv1d(g, `${s}/mlp/c_proj`, dims.dMlp, D)));
     const ln = (name: "ln_1" | "ln_2") =>
       once(() => {
+        if (name === "ln_2") mlpPart("ln_2", () => undefined)();
         const p = lnParams(g, `${s}/${name}`);
         expectDims(p.w, [D], `${s}/${name} weight`);
         expectDims(p.b, [D], `${s}/${name} bias`);

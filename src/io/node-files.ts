@@ -9,39 +9,10 @@ import { join } from "node:path";
 import { TdbError } from "../base/errors.js";
 import type { DefaultFilesOptions, ModelFiles } from "./files.js";
 import { hubFiles, isHubId } from "./hub.js";
+import { isPackagedId, packagedModelDir } from "./packaged.js";
+import { fileSystemError } from "./fs-error.js";
 
-const ERRNO_TEXT: Record<string, string> = {
-  EACCES: "permission denied",
-  EPERM: "operation not permitted",
-  EISDIR: "is a directory, expected a file",
-  ENOTDIR: "is not a directory (or a path component is a file)",
-  ELOOP: "too many levels of symbolic links (a symlink loop)",
-  EROFS: "read-only file system",
-  ENOSPC: "no space left on device",
-  EEXIST: "already exists",
-  EMFILE: "too many open files",
-};
-
-/**
- * A Node `fs` failure on `path` (the path as the user gave it, joined with the file tdb-js
- * wanted) as `E_FILE_SYSTEM`: `value` is `{ path, errno }` (`errno` the error's `code`, e.g.
- * `EACCES`, `EISDIR`, `ELOOP`; `"EUNKNOWN"` when it has none), `cause` the original error.
- *
- * @example
- * ```ts
- * try { await readFile(p) } catch (e) { throw fileSystemError(e, p, "read") }
- * ```
- */
-export function fileSystemError(cause: unknown, path: string, action: string): TdbError {
-  const errno = (cause as { code?: unknown } | null)?.code;
-  const code = typeof errno === "string" ? errno : "EUNKNOWN";
-  const why = ERRNO_TEXT[code] ?? (cause instanceof Error ? cause.message : String(cause));
-  return new TdbError("E_FILE_SYSTEM", `cannot ${action} ${path}: ${why} (${code})`, {
-    value: { path, errno: code },
-    allowed: "a readable file or directory (and a writable one for caches)",
-    cause,
-  });
-}
+export { fileSystemError };
 
 /** Reads model files from a directory on disk. */
 export function directoryFiles(dir: string): ModelFiles {
@@ -80,7 +51,7 @@ async function isDirectory(p: string): Promise<boolean> {
 }
 
 /**
- * The Node entry's default adapter: an existing directory, else a hub id (downloaded into
+ * The Node entry's default adapter: a packaged model (`tdb:<name>`), an existing directory, else a hub id (downloaded into
  * `opts.cacheDir`), else `E_MISSING_FILE`. A path that exists but is no directory (a file, a
  * symlink loop, no permission) is `E_FILE_SYSTEM`.
  *
@@ -90,6 +61,8 @@ async function isDirectory(p: string): Promise<boolean> {
  * ```
  */
 export async function nodeDefaultFiles(idOrDir: string, opts: DefaultFilesOptions = {}): Promise<ModelFiles> {
+  // A model shipped in the package: tdb:<name> is models/<name>/ at the package root.
+  if (isPackagedId(idOrDir)) return directoryFiles(await packagedModelDir(idOrDir));
   if (await isDirectory(idOrDir)) return directoryFiles(idOrDir);
   if (!isHubId(idOrDir)) {
     throw new TdbError("E_MISSING_FILE", `${JSON.stringify(idOrDir)} is neither an existing directory nor a hub id (owner/name)`, {

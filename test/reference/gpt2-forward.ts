@@ -23,7 +23,8 @@ export interface RefResult {
    * `blocks.L.hook_resid_pre|mid|post`, `hook_attn_out`, `hook_mlp_out` `[B,S,d]`,
    * `blocks.L.attn.hook_q|k|v|z` `[B,S,H,dh]`, `hook_attn_scores`, `hook_pattern` `[B,H,S,S]`,
    * `hook_result` `[B,S,H,d]`, `blocks.L.mlp.hook_pre|hook_post` `[B,S,d_mlp]`,
-   * `blocks.L.ln1|ln2.hook_scale`, `ln_final.hook_scale` `[B,S,1]`.
+   * `blocks.L.ln1|ln2.hook_scale`, `ln_final.hook_scale` `[B,S,1]`. Attention-only configs
+   * (`c.attn_only`) have no `hook_resid_mid`, `ln2.hook_scale`, MLP hooks or `hook_mlp_out`.
    */
   cache: Map<string, RefTensor>;
 }
@@ -236,6 +237,12 @@ export function gpt2Reference(c: Gpt2Config, weights: Gpt2Weights, tokens: numbe
     cache.set(h("hook_attn_out"), attnOut);
     const mid = tensor([B, S, d]);
     for (let i = 0; i < mid.data.length; i++) mid.data[i] = resid.data[i]! + attnOut.data[i]!;
+    if (c.attn_only) {
+      // TransformerLens attn_only: resid_post = resid_pre + attn_out; no resid_mid, ln2 or MLP.
+      cache.set(h("hook_resid_post"), mid);
+      resid = mid;
+      continue;
+    }
     cache.set(h("hook_resid_mid"), mid);
     const x2 = layerNorm(mid, `${p}.ln_2`, h("ln2.hook_scale"));
     const pre: RefTensor = { data: linear(x2.data, BS, d, W(`${p}.mlp.c_fc.weight`), W(`${p}.mlp.c_fc.bias`), dm), dims: [B, S, dm] };
