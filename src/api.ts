@@ -50,6 +50,24 @@ export type { GenerateOptions, Generation } from "./intervene/generate.js";
 export type { AttributionNode, NodeTable, NodeType, Column, AttributeOptions, UpstreamNode, UpstreamOptions } from "./attribution/node-table.js";
 export type { DlaComponent, DlaResult, LogitDiffOptions, LogitLensRow } from "./attribution/dla.js";
 
+// Head detectors
+export {
+  HEAD_DETECTORS,
+  HeadScores,
+  detectionScore,
+  detectionPattern,
+  previousTokenPattern,
+  duplicateTokenPattern,
+  inductionPattern,
+  repeatedRandomTokens,
+  type HeadDetector,
+  type HeadScore,
+  type HeadScoresOptions,
+  type DetectionScoreOptions,
+  type ScoredQueries,
+} from "./circuits/head-scores.js";
+export { copyingPositions, copyingAccuracy } from "./circuits/copying.js";
+
 // Hooks and weights
 export {
   HOOK_KINDS,
@@ -71,6 +89,15 @@ export type { HostTensor, ElemType } from "./onnx/tensor.js";
 export { memoryFiles, type ModelFiles, type FetchLike } from "./io/files.js";
 export { urlFiles, isHubId, type HubOptions, type UrlFilesOptions, type FileCache } from "./io/remote.js";
 export { DEVICES, type Device, type OptimizationLevel } from "./backend/ort.js";
+
+// Text corpora (documents from the Brown corpus, text and JSONL bytes) and held-out splits
+export { type CorpusDocument, type DocumentSource, type SplitOptions, isHeldOut, heldOutIds, collectDocuments } from "./corpus/document.js";
+export { brownDocuments, brownHeldOut, type BrownDocument, type BrownOptions } from "./corpus/brown.js";
+export { textDocuments, jsonlDocuments, type ByteChunks, type TextOptions, type JsonlOptions } from "./corpus/text.js";
+
+// Tokenizers and baselines for training (platform-free)
+export { trainBpe, BpeTokenizer, type BpeModel, type BpeTrainOptions, type TokenizerFiles } from "./train/bpe.js";
+export { ngramBaselines, natsPerTokenToBitsPerChar, type NgramBaselines, type HeldOutLoss } from "./train/baselines.js";
 
 // Errors
 export { TdbError, type TdbErrorCode, type TdbErrorDetails } from "./base/errors.js";

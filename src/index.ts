@@ -31,4 +31,46 @@ export * from "./api.js";
 export { ensureDefaultModel, defaultModelDir } from "./synthetic/default-model.js";
 export { directoryFiles } from "./io/node-files.js";
 export { hubFiles } from "./io/hub.js";
+export { brownCorpus, brownCorpusFiles, brownCorpusDir, textFileDocuments, jsonlFileDocuments } from "./corpus/node.js";
 
+// Interpretability regression checks (`tdb check`): specs read from files, reports, JUnit XML
+export { runCheck, loadSpec, CHECK_SCHEMA, type CheckReport, type CheckOptions, type AssertionResult, type AssertionStatus } from "./check/run.js";
+export { junitXml, writeJUnit } from "./check/junit.js";
+export {
+  parseSpec,
+  type CheckSpec,
+  type Assertion,
+  type AssertionCommon,
+  type Threshold,
+  type AssertionKind,
+  type LogitDiffAssertion,
+  type TopTokenAssertion,
+  type AblationAssertion,
+  type AblationMetric,
+  type AttributionAssertion,
+  type HeadScoreAssertion,
+  type CopyingAssertion,
+  type Comparison,
+  type Aggregate,
+  type EditSpec,
+  type PromptSpec,
+  type TokenSpec,
+} from "./check/spec.js";
+
+// Training (Node: checkpoints and model directories go to disk)
+export { train } from "./train/train.js";
+export { prepareBrown, type PrepareBrownOptions, type PreparedBrown } from "./train/brown-data.js";
+export type {
+  TrainConfig,
+  TrainResult,
+  TrainData,
+  TokenArray,
+  TrainModelSpec,
+  Gpt2ModelSpec,
+  GraphModelSpec,
+  OptimizerConfig,
+  TokenizerSource,
+  ProgressMode,
+  ProgressEvent,
+  ProgressSink,
+} from "./train/config.js";

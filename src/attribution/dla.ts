@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { object } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
 import type { ModelRuntime } from "../runtime/runtime.js";
@@ -94,7 +95,8 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>, n: number): number => {
  * dla.components.sort((a, b) => b.value - a.value).slice(0, 5);
  * ```
  */
-export async function directLogitAttribution(model: ModelRuntime, input: ModelInput, opts: LogitDiffOptions): Promise<DlaResult> {
+export async function directLogitAttribution(model: ModelRuntime, input: ModelInput, dlaOpts: LogitDiffOptions): Promise<DlaResult> {
+  const opts = object<LogitDiffOptions>("directLogitAttribution options", dlaOpts, "an options object with target and distractor", "E_BAD_OPTION");
   const c = model.config;
   const L = c.nLayers;
   const H = c.nHeads;
@@ -103,7 +105,9 @@ export async function directLogitAttribution(model: ModelRuntime, input: ModelIn
   onePrompt(input, "direct logit attribution");
   const tokens = resolveLogitDiff(model, opts.target, opts.distractor);
   const hooks: HookName[] = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale"];
-  for (let l = 0; l < L; l++) hooks.push(`blocks.${l}.attn.hook_z`, `blocks.${l}.hook_mlp_out`);
+  // Attention-only blocks have no hook_mlp_out (and no MLP component).
+  const hasMlp = (l: number) => model.hookMap.sources.has(`blocks.${l}.hook_mlp_out`);
+  for (let l = 0; l < L; l++) hooks.push(`blocks.${l}.attn.hook_z`, ...(hasMlp(l) ? [`blocks.${l}.hook_mlp_out` as const] : []));
   const t = await model.trace(input, { hooks, prependBos: opts.prependBos });
   if (t.tokens.length !== 1) throw new TdbError("E_BAD_INPUT", "direct logit attribution takes one prompt", { value: t.tokens.length, allowed: 1 });
   const S = t.tokens[0]!.length;
@@ -131,7 +135,7 @@ export async function directLogitAttribution(model: ModelRuntime, input: ModelIn
       components.push({ name: `L${l}H${h}`, kind: "head", layer: l, head: h, value: v });
     }
     components.push({ name: `b_O.${l}`, kind: "attn_bias", layer: l, value: dot(b_O.data, g, d) });
-    components.push({ name: `mlp.${l}`, kind: "mlp", layer: l, value: dot(t.cache.get("mlp_out", l).row(0, pos), g, d) });
+    if (hasMlp(l)) components.push({ name: `mlp.${l}`, kind: "mlp", layer: l, value: dot(t.cache.get("mlp_out", l).row(0, pos), g, d) });
   }
   components.push({ name: "ln_final.b", kind: "ln_final_bias", value: dot(weights.lnf_b.data, u, d) });
   const bU = unembedBiasTerm(model, w);
@@ -153,7 +157,8 @@ export interface LogitLensRow {
  * last (TransformerLens `accumulated_resid` with `apply_ln`, then the unembedding with its bias).
  * One prompt at a time: a batch of several is `E_BAD_INPUT`.
  */
-export async function logitLens(model: ModelRuntime, input: ModelInput, opts: LogitDiffOptions): Promise<LogitLensRow[]> {
+export async function logitLens(model: ModelRuntime, input: ModelInput, lensOpts: LogitDiffOptions): Promise<LogitLensRow[]> {
+  const opts = object<LogitDiffOptions>("logitLens options", lensOpts, "an options object with target and distractor", "E_BAD_OPTION");
   const c = model.config;
   onePrompt(input, "the logit lens");
   const tokens = resolveLogitDiff(model, opts.target, opts.distractor);

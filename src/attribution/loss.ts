@@ -16,8 +16,11 @@ export interface LogitDiffTokens {
 }
 
 function ids(model: ModelRuntime, side: string, x: TokenLike | readonly TokenLike[]): number[] {
+  if (x === undefined || x === null) {
+    throw new TdbError("E_BAD_OPTION", `${side} is missing; give a single-token string, a token id or a list of them`, { value: x === null ? null : "missing", allowed: "a token string, a token id or a non-empty list" });
+  }
   const list = Array.isArray(x) ? (x as readonly TokenLike[]) : [x as TokenLike];
-  if (list.length === 0) throw new TdbError("E_BAD_INPUT", `${side} is empty; give at least one token`, { value: [] });
+  if (list.length === 0) throw new TdbError("E_BAD_INPUT", `${side} is empty; give at least one token`, { value: [], allowed: "a non-empty list of tokens" });
   return list.map((t) => {
     if (typeof t === "string") return model.toSingleToken(t);
     if (!Number.isInteger(t) || t < 0 || t >= model.config.dVocab) {

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { positiveInt } from "../base/check.js";
+import { boolean, object, options, positiveInt } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import { nodeTableHtml, summarizeNodeTable, withDisplay } from "../base/inspect.js";
 import type { HookName } from "../hooks/names.js";
@@ -254,10 +254,11 @@ async function nodeTable(
 
   if (types.includes("mlp_neuron")) {
     // Columns and top-k were computed in onnxruntime: only the picked neurons come back.
-    for (let l = 0; l < L; l++) {
-      const picks = out[graph.neuronPicks[l]!]!.data as BigInt64Array;
-      const colsAt = f32(out[graph.neuronColumns[l]!], `neuron columns ${l}`); // [4, n]
-      const tokenTotal = f32(out[graph.neuronTokenTotals[l]!], `neuron token totals ${l}`);
+    // Attention-only blocks have no neurons: they are not in graph.mlpLayers.
+    for (const [j0, l] of graph.mlpLayers.entries()) {
+      const picks = out[graph.neuronPicks[j0]!]!.data as BigInt64Array;
+      const colsAt = f32(out[graph.neuronColumns[j0]!], `neuron columns ${l}`); // [4, n]
+      const tokenTotal = f32(out[graph.neuronTokenTotals[j0]!], `neuron token totals ${l}`);
       for (let t = 0; t < S; t++) tokenTotals[t]! += tokenTotal[t]!;
       counts.mlp_neuron += S * dm;
       const n = picks.length;
@@ -404,9 +405,10 @@ async function nodeTable(
  * t.nodes.slice(0, 10).map((n) => [n.id, n.totalEffect]);
  * ```
  */
-export async function attribute(model: ModelRuntime, input: ModelInput, opts: AttributeOptions): Promise<NodeTable> {
+export async function attribute(model: ModelRuntime, input: ModelInput, attributeOpts: AttributeOptions): Promise<NodeTable> {
+  const opts = object<AttributeOptions>("attribute options", attributeOpts, "an options object with target and distractor", "E_BAD_OPTION");
   const tokens = resolveLogitDiff(model, opts.target, opts.distractor);
-  const detach = opts.detachFinalLnScale ?? true;
+  const detach = boolean("detachFinalLnScale", opts.detachFinalLnScale ?? true);
   const w = lossWeights(model.config.dVocab, tokens);
   const L = model.config.nLayers;
   const { table, logits } = await nodeTable(model, input, `attr:logitDiff:${detach}`, { kind: "logitDiff" }, detach, () => ({ type: "float32", data: w, dims: [w.length] }), opts, {
@@ -433,7 +435,8 @@ export async function attribute(model: ModelRuntime, input: ModelInput, opts: At
  * pre-GELU value, or a head's attention logit at [query, key] (through the query, the key, or
  * both). Nodes in and after the traced node's layer have no effect on it.
  */
-export async function traceUpstream(model: ModelRuntime, input: ModelInput, node: UpstreamNode, opts: UpstreamOptions = {}): Promise<NodeTable> {
+export async function traceUpstream(model: ModelRuntime, input: ModelInput, node: UpstreamNode, upstreamOpts?: UpstreamOptions): Promise<NodeTable> {
+  const opts = options("traceUpstream options", upstreamOpts);
   const c = model.config;
   if (typeof node !== "object" || node === null) {
     throw new TdbError("E_BAD_INPUT", "traceUpstream needs a node: { type: \"mlp_neuron\" | \"attention_head\", layer, ... }", {
@@ -443,7 +446,7 @@ export async function traceUpstream(model: ModelRuntime, input: ModelInput, node
   }
   if (!["mlp_neuron", "attention_head"].includes((node as { type?: string }).type ?? "")) {
     const t = (node as { type?: string }).type;
-    throw new TdbError("E_BAD_OPTION", `cannot trace upstream of a ${JSON.stringify(t)} node`, { value: t, allowed: ["mlp_neuron", "attention_head"] });
+    throw new TdbError("E_BAD_OPTION", `cannot trace upstream of a ${JSON.stringify(t)} node`, { value: t ?? "missing", allowed: ["mlp_neuron", "attention_head"] });
   }
   const layerOk = Number.isInteger(node.layer) && node.layer >= 0 && node.layer < c.nLayers;
   if (!layerOk) throw new TdbError("E_LAYER_RANGE", `layer ${node.layer} out of range; the model has layers 0..${c.nLayers - 1}`, { value: node.layer, allowed: [0, c.nLayers - 1] });
@@ -455,6 +458,11 @@ export async function traceUpstream(model: ModelRuntime, input: ModelInput, node
   let weights: () => HostTensor;
   let direct: { mlpBefore: number; headsBefore: number };
   if (node.type === "mlp_neuron") {
+    // An attention-only block has no neurons: say so, rather than name the missing resid_mid.
+    const why = Number.isInteger(node.layer) ? model.hookMap.unavailable.get(`blocks.${node.layer}.mlp.hook_pre` as HookName) : undefined;
+    if (why !== undefined) {
+      throw new TdbError("E_HOOK_UNAVAILABLE", `layer ${node.layer} has no MLP neurons to trace upstream of: ${why}`, { value: node, allowed: ["attention_head"] });
+    }
     if (!Number.isInteger(node.index) || node.index < 0 || node.index >= c.dMlp) {
       throw new TdbError("E_INDEX_RANGE", `neuron ${node.index} out of range [0, ${c.dMlp - 1}]`, { value: node.index, allowed: [0, c.dMlp - 1] });
     }
@@ -481,7 +489,7 @@ export async function traceUpstream(model: ModelRuntime, input: ModelInput, node
     }
     if (through === "value") {
       if (opts.target === undefined || opts.distractor === undefined) {
-        throw new TdbError("E_BAD_OPTION", "through: \"value\" traces the node's direct effect on a logit difference: pass target and distractor", { value: undefined });
+        throw new TdbError("E_BAD_OPTION", "through: \"value\" traces the node's direct effect on a logit difference: pass target and distractor", { value: "missing", allowed: "target and distractor tokens" });
       }
       if (q !== S - 1) {
         throw new TdbError("E_POSITION_RANGE", `a value-path direct effect exists only at the last query position (${S - 1}), where the logit difference is read`, { value: q, allowed: [S - 1, S - 1] });

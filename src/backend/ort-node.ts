@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { freemem } from "node:os";
 import type { OrtBackend } from "./ort.js";
 
 /** onnxruntime-node, as an {@link OrtBackend}: the native addon loads with the first session. */
@@ -12,5 +13,12 @@ export const nodeOrt: OrtBackend = {
   devices: ["cpu"],
   load: () => import("onnxruntime-node"),
   weightStore: () => import("./weight-store.js"),
+  availableMemory: () => {
+    // A cgroup limit (containers) can be far below the machine's free memory; Node reports
+    // "no limit" as a huge number.
+    const limit = process.constrainedMemory?.() ?? 0;
+    const inGroup = limit > 0 && limit < 2 ** 52 ? Math.max(0, limit - process.memoryUsage.rss()) : Infinity;
+    return Math.min(freemem(), inGroup);
+  },
 };
 

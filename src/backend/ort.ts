@@ -35,6 +35,12 @@ export interface OrtBackend {
    * runtime can read external data from disk (onnxruntime-node); absent elsewhere.
    */
   readonly weightStore?: () => Promise<typeof WeightStoreModule>;
+  /**
+   * Bytes of memory this process can still take (free memory of the machine, or of its cgroup
+   * when that is lower), where the runtime can tell; sizes the default memory budget of batched
+   * runs. Absent (or undefined) where it cannot be known, e.g. in a browser.
+   */
+  readonly availableMemory?: () => number | undefined;
 }
 
 let backend: OrtBackend | undefined;

@@ -228,7 +228,7 @@ export class WeightStore {
    * {@link WeightStore.removeModel} once onnxruntime has read it.
    */
   async writeModel(model: ModelProto): Promise<string> {
-    if (this.fd === undefined) throw new TdbError("E_DISPOSED", "the model's weights were released (dispose); load the model again", {});
+    if (this.fd === undefined) throw new TdbError("E_DISPOSED", "the model's weights were released (dispose); load the model again", { value: "disposed", allowed: "a loaded model (Model.load it again)" });
     const path = join(this.dir, `graph-${this.next++}.onnx`);
     await writeFile(path, encodeModel(pointToExternalData(model, WEIGHTS_FILE, this.slots)));
     return path;

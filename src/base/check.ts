@@ -143,3 +143,30 @@ export function float32Values(xs: ArrayLike<number>, what: string): void {
     }
   }
 }
+
+/**
+ * The options argument of an entry point: `{}` when undefined, `v` when it is an object, and
+ * `E_BAD_OPTION` otherwise (a number or string where options go is a caller's mistake).
+ *
+ * @example
+ * ```ts
+ * const o = options("trace options", opts);
+ * ```
+ */
+export function options<T extends object>(name: string, v: T | undefined): T {
+  if (v === undefined) return {} as T;
+  return object<T>(name, v, "an options object", "E_BAD_OPTION");
+}
+
+/**
+ * `v` if it is a function; `E_BAD_OPTION` otherwise.
+ *
+ * @example
+ * ```ts
+ * fn("metric", opts.metric);
+ * ```
+ */
+export function fn<T extends (...args: never[]) => unknown>(name: string, v: unknown): T {
+  if (typeof v !== "function") throw new TdbError("E_BAD_OPTION", `${name} must be a function, got ${show(v)}`, { value: v === null ? null : typeof v, allowed: "a function" });
+  return v as T;
+}

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { DEFAULT_MODEL_ID } from "../runtime/options.js";
 import { TdbError } from "../base/errors.js";
 import { zeroHead, zeroNeuron, type Edit } from "../intervene/edits.js";
 import { UsageError } from "./usage.js";
@@ -67,7 +68,7 @@ export async function runAblate(args: AblateCommandArgs): Promise<number> {
     throw new UsageError("--target and --distractor go together", args.target === undefined ? "--distractor" : "--target");
   }
   const { Model, runtimeOf } = await import("../model/model.js");
-  const dir = args.model ?? (await (await import("../synthetic/default-model.js")).ensureDefaultModel());
+  const dir = args.model ?? DEFAULT_MODEL_ID;
   const model = await Model.load(dir);
   try {
     if (args.target !== undefined) {

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { DEFAULT_MODEL_ID } from "../runtime/options.js";
 import type { AttributionNode } from "../attribution/node-table.js";
 import { TdbError } from "../base/errors.js";
 
@@ -22,7 +23,7 @@ const round = (x: number) => (Number.isFinite(x) ? Number(x.toPrecision(6)) : x)
 /** Runs `tdb attribute`; returns the exit code. */
 export async function runAttribute(args: AttributeCommandArgs): Promise<number> {
   const { Model } = await import("../model/model.js");
-  const dir = args.model ?? (await (await import("../synthetic/default-model.js")).ensureDefaultModel());
+  const dir = args.model ?? DEFAULT_MODEL_ID;
   const model = await Model.load(dir);
   try {
     const t = await model.attribute(args.prompt, { target: args.target, distractor: args.distractor, topK: args.top, prependBos: args.prependBos });

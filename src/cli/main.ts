@@ -21,11 +21,13 @@ Usage:
   tdb ablate "<prompt>" [--head L.H]... [--neuron L.I[@P]]... [--target tok --distractor tok]
              [--model dir|hub-id] [--top k] [--no-bos] [--json]
   tdb attribute "<prompt>" --target tok --distractor tok [--top k] [--model dir|hub-id] [--no-bos] [--json]
+  tdb check <spec.yaml|spec.json> [--model dir|hub-id] [--junit file.xml] [--json]
+  tdb train --config <file.json> [--resume] [--json]
   tdb --help | --version
 
 Options:
-  --model   model directory or hub id (default: the embedded tiny GPT-2 with the real GPT-2
-            tokenizer, generated on first use into $TDB_HOME or ~/.cache/tdb-js)
+  --model   model directory, hub id or shipped model tdb:<name> (default: tdb:brown-small, a
+            small GPT-2 trained on the Brown corpus that ships with tdb-js)
   --hooks   comma-separated hook names to cache, or "all" (default: all)
   --top     number of next-token predictions to print (default: 10)
   --no-bos  do not prepend the BOS token
@@ -33,10 +35,15 @@ Options:
   --neuron  (ablate) zero-ablate neuron I of layer L, at position P if given, e.g. --neuron 0.17@5
   --target, --distractor
             (ablate) single tokens whose logit difference is reported, e.g. " Mary" " John"
-  --json    machine-readable output (schemas tdb.trace/1, tdb.ablate/1, tdb.attribute/1; see docs/cli.md)
+  --junit   (check) also write a JUnit XML report to this file
+  --json    machine-readable output (schemas tdb.trace/1, tdb.ablate/1, tdb.attribute/1, tdb.check/1; see docs/cli.md)
+  --config  (train) training config file (JSON; see src/cli/train-command.ts)
+  --resume  (train) continue from the config's checkpoint when it exists
   --debug   print the stack trace of an error on stderr
 
-Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal error.`;
+Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal error.
+check: 0 every assertion passed, 1 an assertion failed or could not be evaluated,
+2 usage error or invalid spec, 70 internal error.`;
 
 const COMMON_FLAGS = ["model", "top", "no-bos", "json"] as const;
 /** The flags each command takes (besides --help and --version). */
@@ -44,6 +51,8 @@ const COMMAND_FLAGS: Record<string, readonly string[]> = {
   trace: [...COMMON_FLAGS, "hooks"],
   ablate: [...COMMON_FLAGS, "head", "neuron", "target", "distractor"],
   attribute: [...COMMON_FLAGS, "target", "distractor"],
+  check: ["model", "json", "junit"],
+  train: ["config", "resume", "json"],
 };
 
 /** Rejects flags `command` does not take (they would be silently ignored otherwise). */
@@ -70,14 +79,28 @@ function parseTop(value: string | undefined, fallback: number): number {
   return top;
 }
 
+/** `--hooks`: "all" or a comma-separated list of names, none of them empty. */
+function parseHooks(value: string | undefined): void {
+  if (value === undefined || value === "all") return;
+  const names = value.split(",").map((s) => s.trim());
+  if (names.some((n) => n === "")) throw new UsageError(`--hooks takes "all" or comma-separated hook names, none empty; got ${JSON.stringify(value)}`, value);
+}
+
 /**
  * TEST-ONLY hook: with the environment variable `TDB_TEST_INTERNAL_ERROR=1`, a command throws a
- * plain `Error` once its arguments are parsed and checked, so that tests can provoke the
+ * plain `Error` once its arguments are parsed and checked (`=uncaught`: from a timer, outside
+ * main's promise chain), so that tests can provoke the
  * internal-error path (exit 70) deterministically (test/reliability/cli-contract.test.ts).
  * Not part of the CLI's interface.
  */
 function testInternalErrorHook(command: string): void {
   if (process.env.TDB_TEST_INTERNAL_ERROR === "1") throw new Error(`internal error provoked by TDB_TEST_INTERNAL_ERROR in ${command} (test-only)`);
+  if (process.env.TDB_TEST_INTERNAL_ERROR === "uncaught") {
+    // Thrown from a timer: outside main's promise chain, as a native callback's error would be.
+    setTimeout(() => {
+      throw new Error(`uncaught error provoked by TDB_TEST_INTERNAL_ERROR in ${command} (test-only)`);
+    }, 0);
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -96,6 +119,9 @@ async function main(argv: string[]): Promise<number> {
         neuron: { type: "string", multiple: true },
         target: { type: "string" },
         distractor: { type: "string" },
+        junit: { type: "string" },
+        config: { type: "string" },
+        resume: { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
         debug: { type: "boolean" },
@@ -116,12 +142,13 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (command === undefined) throw new UsageError("no command given; commands: trace, ablate, attribute");
+  if (command === undefined) throw new UsageError("no command given; commands: trace, ablate, attribute, check, train");
   if (COMMAND_FLAGS[command]) checkFlags(command, values);
   switch (command) {
     case "trace": {
       const prompt = onePrompt("trace", rest);
       const top = parseTop(values.top, 10);
+      parseHooks(values.hooks);
       testInternalErrorHook(command);
       const { runTrace } = await import("./trace-command.js");
       return runTrace({
@@ -158,34 +185,64 @@ async function main(argv: string[]): Promise<number> {
       const { runAttribute } = await import("./attribute-command.js");
       return runAttribute({ prompt, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false });
     }
+    case "check": {
+      if (rest.length !== 1) throw new UsageError(`check takes exactly one spec file argument, got ${rest.length}`, rest.length);
+      testInternalErrorHook(command);
+      const { runCheckCommand } = await import("./check-command.js");
+      return runCheckCommand({ spec: rest[0]!, model: values.model, junit: values.junit, json: values.json ?? false });
+    }
+    case "train": {
+      if (rest.length !== 0) throw new UsageError(`train takes no positional arguments, got ${rest.length}`, rest.length);
+      if (values.config === undefined) throw new UsageError("train needs --config <file.json>", "--config");
+      testInternalErrorHook(command);
+      const { runTrain } = await import("./train-command.js");
+      return runTrain({ config: values.config, resume: values.resume ?? false, json: values.json ?? false });
+    }
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate, attribute`, command);
+      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate, attribute, check, train`, command);
   }
 }
 
 const json = process.argv.includes("--json");
 const debug = process.argv.includes("--debug");
+let reported = false;
+
+/** Prints `err` as the documented outcome (usage 2, typed 1, internal 70), once. */
+function report(err: unknown): void {
+  if (reported) return;
+  reported = true;
+  if (err instanceof UsageError) {
+    if (json) console.log(JSON.stringify({ error: err.toJSON() }, null, 2));
+    else console.error(`tdb: ${err.message}\n\n${USAGE}`);
+    process.exitCode = 2;
+  } else if (err instanceof TdbError) {
+    if (json) console.log(JSON.stringify({ error: err.toJSON() }, null, 2));
+    else console.error(`tdb: ${err.code}: ${err.message}`);
+    if (debug) console.error(err);
+    process.exitCode = 1;
+  } else {
+    // A bug: the message only (one JSON object with --json); the stack only with --debug.
+    const message = err instanceof Error ? err.message : String(err);
+    if (json) console.log(JSON.stringify({ error: { name: "InternalError", code: "E_INTERNAL", message } }, null, 2));
+    else console.error(`tdb: internal error (a bug: please report it): ${message}${debug ? "" : "\n(rerun with --debug for the stack trace)"}`);
+    if (debug) console.error(err);
+    process.exitCode = 70;
+  }
+}
+
+// Errors outside main's promise chain (a callback of a native module, a stray rejection) keep
+// the same contract instead of Node's default stack dump.
+process.on("uncaughtException", (err) => {
+  report(err);
+  process.exit();
+});
+process.on("unhandledRejection", (err) => {
+  report(err);
+  process.exit();
+});
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
-  (err: unknown) => {
-    if (err instanceof UsageError) {
-      if (json) console.log(JSON.stringify({ error: err.toJSON() }, null, 2));
-      else console.error(`tdb: ${err.message}\n\n${USAGE}`);
-      process.exitCode = 2;
-    } else if (err instanceof TdbError) {
-      if (json) console.log(JSON.stringify({ error: err.toJSON() }, null, 2));
-      else console.error(`tdb: ${err.code}: ${err.message}`);
-      if (debug) console.error(err);
-      process.exitCode = 1;
-    } else {
-      // A bug: the message only (one JSON object with --json); the stack only with --debug.
-      const message = err instanceof Error ? err.message : String(err);
-      if (json) console.log(JSON.stringify({ error: { name: "InternalError", code: "E_INTERNAL", message } }, null, 2));
-      else console.error(`tdb: internal error (a bug: please report it): ${message}${debug ? "" : "\n(rerun with --debug for the stack trace)"}`);
-      if (debug) console.error(err);
-      process.exitCode = 70;
-    }
-  },
+  report,
 );

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { DEFAULT_MODEL_ID } from "../runtime/options.js";
 import { TdbError } from "../base/errors.js";
 import type { Activation } from "../trace/activation.js";
 import type { HookName } from "../hooks/names.js";
@@ -50,7 +51,7 @@ const round = (x: number) => (Math.abs(x) >= 1e30 ? x : Number(x.toPrecision(6))
 /** Runs `tdb trace`; returns the exit code. */
 export async function runTrace(args: TraceCommandArgs): Promise<number> {
   const { Model } = await import("../model/model.js");
-  const dir = args.model ?? (await (await import("../synthetic/default-model.js")).ensureDefaultModel());
+  const dir = args.model ?? DEFAULT_MODEL_ID;
   const model = await Model.load(dir);
   const hooks: HookSelector = args.hooks === undefined || args.hooks === "all" ? "all" : (args.hooks.split(",").map((s) => s.trim()).filter(Boolean) as HookName[]); // checked by trace
   const t = await model.trace(args.prompt, { hooks, prependBos: args.prependBos });

@@ -91,14 +91,15 @@ export function gpt2CheckDims(g: OnnxGraph, dims: ArchDims): DimMismatch[] {
   const wpe = tableDims(g, /wpe/);
   check("nCtx", dims.nCtx, wpe?.[0], "rows of the position embedding (wpe)");
   check("dModel", dims.dModel, wpe?.[1], "columns of the position embedding (wpe)");
-  const first = [...scopes.entries()].sort((a, b) => a[0] - b[0])[0]?.[1];
-  if (first) {
-    const qkv = conv1dDims(g, `${first}/attn/c_attn`);
-    check("dModel", dims.dModel, qkv?.[0], `input width of ${first}/attn/c_attn`);
-    const split = headSplit(g, `${first}/attn`);
-    check("nHeads", dims.nHeads, split?.[0], `heads the attention of ${first} splits q/k/v into (d_head ${split?.[1]})`);
-    const fc = conv1dDims(g, `${first}/mlp/c_fc`);
-    check("dMlp", dims.dMlp, fc?.[1], `output width of ${first}/mlp/c_fc`);
+  // Every block (the graph's, not the config's count): a block that differs from the config
+  // would otherwise give wrong shapes there only.
+  for (const [, scope] of [...scopes.entries()].sort((a, b) => a[0] - b[0])) {
+    const qkv = conv1dDims(g, `${scope}/attn/c_attn`);
+    check("dModel", dims.dModel, qkv?.[0], `input width of ${scope}/attn/c_attn`);
+    const split = headSplit(g, `${scope}/attn`);
+    check("nHeads", dims.nHeads, split?.[0], `heads the attention of ${scope} splits q/k/v into (d_head ${split?.[1]})`);
+    const fc = conv1dDims(g, `${scope}/mlp/c_fc`);
+    check("dMlp", dims.dMlp, fc?.[1], `output width of ${scope}/mlp/c_fc`);
   }
   return out;
 }

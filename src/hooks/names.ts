@@ -111,6 +111,9 @@ export function hookNamesFor(nLayers: number, { optIn = true }: { optIn?: boolea
  * Throws `E_UNKNOWN_HOOK` for names not in the table, `E_LAYER_RANGE` for a bad layer.
  */
 export function parseHookName(name: string, nLayers: number): ParsedHook {
+  if (typeof name !== "string") {
+    throw new TdbError("E_UNKNOWN_HOOK", `a hook name must be a string, got ${name === null ? "null" : typeof name}`, { value: name === null ? null : typeof name, allowed: "a hook name such as blocks.0.hook_resid_pre" });
+  }
   const m = /^blocks\.(-?\d+)\.(.+)$/.exec(name);
   if (m) {
     const kind = BY_SUFFIX.get(m[2]!);
@@ -143,7 +146,7 @@ export function resolveHookAlias(alias: string, layer: number | undefined, nLaye
   if (kind.scope === "model") return kind.suffix as HookName;
   if (layer === undefined) {
     throw new TdbError("E_LAYER_RANGE", `hook alias ${JSON.stringify(alias)} needs a layer in [${-nLayers}, ${nLayers - 1}]`, {
-      value: layer,
+      value: alias,
       allowed: [-nLayers, nLayers - 1],
     });
   }

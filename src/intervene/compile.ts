@@ -7,7 +7,7 @@
  * @module
  */
 import type { Activation } from "../trace/activation.js";
-import { float32Values, object, oneOf } from "../base/check.js";
+import { array, float32Values, object, oneOf } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "../hooks/names.js";
 import type { ModelRuntime } from "../runtime/runtime.js";
@@ -106,7 +106,8 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
   const select: (readonly number[] | undefined)[] = labels.map(() => undefined);
   const posAxis = labels.findIndex((l) => l === "pos" || l === "query_pos");
   if (edit.positions !== undefined) {
-    if (posAxis < 0) throw new TdbError("E_BAD_OPTION", `${name} has no position axis; drop positions`, { value: edit.positions });
+    if (posAxis < 0) throw new TdbError("E_BAD_OPTION", `${name} has no position axis; drop positions`, { value: edit.positions, allowed: "no positions on this hook" });
+    array<number>(`${name}: positions`, edit.positions, "an array of positions");
     select[posAxis] = edit.positions.map((p) => resolvePosition(p, S, `${name}: position`));
   }
   for (const [axis, idx] of Object.entries(at)) {
@@ -127,7 +128,7 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
   const r: Resolved = { hook, edit, select, labels, sizes };
   const last = sizes[sizes.length - 1]!;
   if (edit.kind === "set" || edit.kind === "add" || edit.kind === "scale") {
-    if (edit.value === undefined) throw new TdbError("E_BAD_OPTION", `${edit.kind} edit of ${name} needs a value`, { value: undefined });
+    if (edit.value === undefined) throw new TdbError("E_BAD_OPTION", `${edit.kind} edit of ${name} needs a value`, { value: "missing", allowed: "a number or a vector" });
     const k = edit.kind === "add" ? (edit.scale ?? 1) : 1;
     if (typeof k !== "number") throw new TdbError("E_BAD_OPTION", `${name}: scale must be a number`, { value: k, allowed: "a finite number" });
     checkFinite([k], `${name} scale`);
@@ -137,7 +138,7 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
       r.value = edit.value * k;
       float32Values([r.value], `${name} value${k === 1 ? "" : " times scale"}`);
     } else {
-      if (edit.kind === "scale") throw new TdbError("E_BAD_OPTION", "a scale edit takes a number", { value: edit.value });
+      if (edit.kind === "scale") throw new TdbError("E_BAD_OPTION", "a scale edit takes a number", { value: edit.value, allowed: "a finite number" });
       if (edit.value.length !== last) {
         throw new TdbError("E_BAD_INPUT", `${name}: vector of width ${edit.value.length}, but the last axis (${labels[labels.length - 1]}) has ${last}`, {
           value: edit.value.length,
@@ -155,7 +156,7 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
         allowed: "residual stream, attn_out, mlp_out, mlp pre/post, embeddings",
       });
     }
-    if (edit.at !== undefined) throw new TdbError("E_BAD_OPTION", `${name}: a direction edit acts on whole vectors; drop at`, { value: edit.at });
+    if (edit.at !== undefined) throw new TdbError("E_BAD_OPTION", `${name}: a direction edit acts on whole vectors; drop at`, { value: edit.at, allowed: "no at on a direction edit" });
     const u = edit.direction;
     if (!u || u.length !== last) {
       throw new TdbError("E_BAD_INPUT", `${name}: direction of width ${u?.length ?? 0}, but the last axis (${labels[labels.length - 1]}) has ${last}`, { value: u?.length ?? 0, allowed: last });
@@ -165,7 +166,7 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
     if (!(norm > 0)) throw new TdbError("E_BAD_INPUT", `${name}: the direction is the zero vector`, { value: 0, allowed: "a non-zero vector" });
     r.unit = Float64Array.from(u, (x) => x / norm);
     const c = edit.value ?? 0;
-    if (typeof c !== "number") throw new TdbError("E_BAD_OPTION", `${name}: a direction edit's value is the component to set, a number`, { value: c });
+    if (typeof c !== "number") throw new TdbError("E_BAD_OPTION", `${name}: a direction edit's value is the component to set, a number`, { value: c, allowed: "a finite number" });
     float32Values([c], `${name} value`);
     r.value = c;
   } else if (edit.kind === "mean") {
@@ -173,11 +174,11 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
   } else if (edit.kind === "resample" || edit.kind === "patch") {
     let t: Trace;
     if (edit.kind === "patch") {
-      if (!isTrace(edit.source)) throw new TdbError("E_BAD_OPTION", `patch edit of ${name} needs a source Trace (from model.trace)`, { value: typeof edit.source });
+      if (!isTrace(edit.source)) throw new TdbError("E_BAD_OPTION", `patch edit of ${name} needs a source Trace (from model.trace)`, { value: typeof edit.source, allowed: "a Trace" });
       t = edit.source;
     } else {
       if (edit.source === undefined || isTrace(edit.source)) {
-        throw new TdbError("E_BAD_OPTION", `resample edit of ${name} needs a source prompt or tokens (use kind "patch" for a Trace)`, { value: typeof edit.source });
+        throw new TdbError("E_BAD_OPTION", `resample edit of ${name} needs a source prompt or tokens (use kind "patch" for a Trace)`, { value: typeof edit.source, allowed: "a prompt, prompts or token rows" });
       }
       t = await model.trace(edit.source, { hooks: [name] });
     }
@@ -185,7 +186,7 @@ async function resolve(model: ModelRuntime, edit: Edit, S: number, B: number, pr
     if (src.dims[0] !== 1 && src.dims[0] !== B) {
       throw new TdbError("E_BAD_INPUT", `${name}: the source has ${src.dims[0]} rows; it needs 1 or ${B} (one per edited row)`, { value: src.dims[0], allowed: [1, B] });
     }
-    if (t.positions) throw new TdbError("E_BAD_INPUT", `${name}: the source trace kept only some positions; trace it with all positions`, { value: t.positions });
+    if (t.positions) throw new TdbError("E_BAD_INPUT", `${name}: the source trace kept only some positions; trace it with all positions`, { value: t.positions, allowed: "a trace with every position" });
     const Ss = src.dims[posAxis + 1] ?? S;
     if (labels.includes("key_pos") && Ss !== S) {
       throw new TdbError("E_BAD_INPUT", `${name}: attention patterns can only be patched between prompts of the same length (${Ss} vs ${S})`, { value: Ss, allowed: S });
@@ -215,8 +216,8 @@ async function resolveMean(model: ModelRuntime, name: HookName, edit: MeanEdit, 
   const posAxis = labels.indexOf("pos");
   const width = sizes.slice(posAxis + 1).reduce((a, b) => a * b, 1);
   const m = edit.mean;
-  if (m === undefined) throw new TdbError("E_BAD_OPTION", `mean edit of ${name} needs a mean vector or reference prompts`, { value: undefined });
-  if (posAxis !== 0) throw new TdbError("E_BAD_OPTION", `mean ablation needs a hook with a pos axis; ${name} has ${labels.join(", ")}`, { value: name });
+  if (m === undefined) throw new TdbError("E_BAD_OPTION", `mean edit of ${name} needs a mean vector or reference prompts`, { value: "missing", allowed: "a mean vector or reference prompts" });
+  if (posAxis !== 0) throw new TdbError("E_BAD_OPTION", `mean ablation needs a hook with a pos axis; ${name} has ${labels.join(", ")}`, { value: name, allowed: "a hook with a pos axis" });
   if (m instanceof Float32Array || m instanceof Float64Array) {
     if (m.length !== width) throw new TdbError("E_BAD_INPUT", `${name}: mean of width ${m.length}; it needs ${width} values`, { value: m.length, allowed: width });
     float32Values(m, `${name} mean`);
@@ -268,17 +269,20 @@ function forEachSelected(sizes: number[], select: (readonly number[] | undefined
 /**
  * Compiles per-row edit lists into edit feeds: `rowEdits[r]` are the edits applied to batch row
  * `r`, in order. `S` is the batch's padded length. `prefixShare` keeps each block's resid_pre
- * apart from the previous block's resid_post (see `PatchSpec.prefixShare`).
+ * apart from the previous block's resid_post (see `PatchSpec.prefixShare`). When the rows are a
+ * chunk of a bigger batch, `rowOffset` is the chunk's first row and `totalRows` the batch's rows
+ * (row-aligned patch sources are read at `rowOffset + r`).
  */
 export async function compileEdits(
   model: ModelRuntime,
   rowEdits: readonly (readonly Edit[])[],
   S: number,
-  opts: { prefixShare?: boolean } = {},
+  opts: { prefixShare?: boolean; rowOffset?: number; totalRows?: number } = {},
 ): Promise<Map<HookName, EditFeed>> {
   const B = rowEdits.length;
+  const offset = opts.rowOffset ?? 0;
   const cache = new Map<Edit, Resolved>();
-  for (const edits of rowEdits) for (const e of edits) if (!cache.has(e)) cache.set(e, await resolve(model, e, S, B, opts.prefixShare ?? false));
+  for (const edits of rowEdits) for (const e of edits) if (!cache.has(e)) cache.set(e, await resolve(model, e, S, opts.totalRows ?? B, opts.prefixShare ?? false));
   const feeds = new Map<HookName, EditFeed>();
   rowEdits.forEach((edits, b) => {
     for (const e of edits) {
@@ -299,7 +303,7 @@ export async function compileEdits(
       const posAxis = r.labels.findIndex((l) => l === "pos" || l === "query_pos");
       const featureWidth = r.sizes.slice(1).reduce((x, y) => x * y, 1);
       const src = r.source;
-      const srcRow = src && src.dims[0] === 1 ? 0 : b;
+      const srcRow = src && src.dims[0] === 1 ? 0 : offset + b;
       const { mul, add } = f;
       forEachSelected(r.sizes, r.select, (off, idx) => {
         let m: number;
@@ -361,7 +365,7 @@ function compileProjection(f: EditFeed, r: Resolved, b: number, rowSize: number)
   f.projR ??= new Float32Array(f.mul.length);
   const p = f.projP.subarray(b * width, (b + 1) * width);
   if (p.some((x, i) => x !== 0 && Math.abs(x - u[i]!) > 1e-7)) {
-    throw new TdbError("E_BAD_OPTION", `one row can have one direction edit per tensor; ${r.hook} already has another direction on row ${b}`, { value: r.hook });
+    throw new TdbError("E_BAD_OPTION", `one row can have one direction edit per tensor; ${r.hook} already has another direction on row ${b}`, { value: r.hook, allowed: "one direction edit per tensor and row" });
   }
   p.set(u);
   const c = r.value as number;
@@ -370,7 +374,7 @@ function compileProjection(f: EditFeed, r: Resolved, b: number, rowSize: number)
     for (let i = 0; i < width; i++) {
       // The graph projects before it multiplies and adds, so a direction edit must come first.
       if (f.mul[o + i] !== 1 || f.add[o + i] !== 0) {
-        throw new TdbError("E_BAD_OPTION", `${r.hook}: put direction edits before the tensor's other edits (position ${t}, row ${b})`, { value: r.edit.kind });
+        throw new TdbError("E_BAD_OPTION", `${r.hook}: put direction edits before the tensor's other edits (position ${t}, row ${b})`, { value: r.edit.kind, allowed: "direction edits first" });
       }
       f.projR[o + i] = -u[i]!;
       f.add[o + i] = c * u[i]!;
@@ -382,8 +386,8 @@ function compileProjection(f: EditFeed, r: Resolved, b: number, rowSize: number)
  * The hooks (canonical: one per tensor) that `edits` act on, checking each edit as
  * {@link compileEdits} would, without building feeds.
  */
-export async function editTargets(model: ModelRuntime, edits: readonly Edit[], S: number, opts: { prefixShare?: boolean } = {}): Promise<HookName[]> {
+export async function editTargets(model: ModelRuntime, edits: readonly Edit[], S: number, opts: { prefixShare?: boolean; rows?: number } = {}): Promise<HookName[]> {
   const hooks = new Set<HookName>();
-  for (const e of new Set(edits)) hooks.add((await resolve(model, e, S, 1, opts.prefixShare ?? false)).hook);
+  for (const e of new Set(edits)) hooks.add((await resolve(model, e, S, opts.rows ?? 1, opts.prefixShare ?? false)).hook);
   return [...hooks];
 }

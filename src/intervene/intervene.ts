@@ -7,7 +7,8 @@
 import { array, boolean, object, oneOf, positiveNumber } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
-import { batchRowBytes, DEFAULT_MAX_BATCH_BYTES, type ModelRuntime } from "../runtime/runtime.js";
+import type { ModelRuntime } from "../runtime/runtime.js";
+import { defaultBudget, planChunks, rowBytes } from "../runtime/memory.js";
 import type { EditFeed, HookSelector, ModelInput } from "../runtime/options.js";
 import { Trace } from "../trace/trace.js";
 import { TraceAssembler } from "../trace/assemble.js";
@@ -41,7 +42,13 @@ export interface InterveneOptions {
    * [default: true]
    */
   prefixShare?: boolean;
-  /** Approximate memory budget of one batched run, in bytes (a finite number > 0); variants are chunked to fit. [default: 1 GiB] */
+  /**
+   * Memory budget of the call, in bytes (a finite number > 0): the edited and clean results plus
+   * the chunk of rows running at a time stay within it. Batches and variants run in row chunks
+   * (same result as one run); a request whose results alone do not fit fails with
+   * `E_MEMORY_BUDGET` before anything runs. [default: half the memory the process can still take
+   * (Node), 1 GiB where that is unknown]
+   */
   maxBatchBytes?: number;
 }
 
@@ -56,22 +63,22 @@ export async function intervene(model: ModelRuntime, input: ModelInput, edits: r
   const variants = opts.variants === undefined ? undefined : array<readonly Edit[]>("variants", opts.variants, "an array of edit arrays");
   variants?.forEach((v, i) => array<Edit>(`variants[${i}]`, v, "an array of Edit objects", "E_BAD_INPUT").forEach((e, j) => object(`variants[${i}][${j}]`, e, "an Edit object")));
   const logits = opts.logits === undefined ? (variants ? "last" : "all") : oneOf("logits", opts.logits, ["all", "last"] as const);
-  const maxBatchBytes = opts.maxBatchBytes === undefined ? DEFAULT_MAX_BATCH_BYTES : positiveNumber("maxBatchBytes", opts.maxBatchBytes);
+  const budget = opts.maxBatchBytes === undefined ? defaultBudget() : positiveNumber("maxBatchBytes", opts.maxBatchBytes);
   const prefixShare = boolean("prefixShare", opts.prefixShare ?? true);
   if (opts.clean !== undefined && !(opts.clean instanceof Trace)) {
     throw new TdbError("E_BAD_OPTION", "clean must be a Trace (from model.trace)", { value: opts.clean === null ? null : typeof opts.clean, allowed: "a Trace" });
   }
   const batch = model.toBatch(input, { prependBos: opts.prependBos });
   const hooks = model.selectHooks(opts.hooks ?? []);
-  const run = async (b: TokenBatch, rowEdits: readonly (readonly Edit[])[] | undefined): Promise<Trace> => {
-    const feeds = rowEdits ? await compileEdits(model, rowEdits, b.seqLen) : undefined;
+  const S = batch.seqLen;
+  const logitRows = logits === "last" ? 1 : S;
+  const run = async (b: TokenBatch, rowEdits: readonly (readonly Edit[])[] | undefined, rowOffset = 0): Promise<Trace> => {
+    const feeds = rowEdits ? await compileEdits(model, rowEdits, b.seqLen, { rowOffset, totalRows: rowOffset > 0 || b.rows.length < batch.rows.length ? batch.rows.length : undefined }) : undefined;
     return model.run(b, { hooks, edits: feeds, logitPositions: logits === "last" ? lastPositions(b) : undefined });
   };
-  // The clean run goes after the edited one, so that it reuses the edit session (fed identity)
-  // instead of building a session of its own.
   const cleanRun = async (): Promise<Trace> => opts.clean ?? run(batch, undefined);
   if (opts.clean && opts.clean.tokens.map((r) => r.join()).join("|") !== batch.rows.map((r) => r.join()).join("|")) {
-    throw new TdbError("E_BAD_INPUT", "the clean trace passed in is of other tokens than the prompt", { value: opts.clean.tokens });
+    throw new TdbError("E_BAD_INPUT", "the clean trace passed in is of other tokens than the prompt", { value: opts.clean.tokens, allowed: batch.rows });
   }
   if (!variants) {
     const rowEdits = batch.rows.map((_, r) => edits.filter((e) => e.rows === undefined || e.rows.includes(r)));
@@ -81,21 +88,44 @@ export async function intervene(model: ModelRuntime, input: ModelInput, edits: r
         throw new TdbError("E_INDEX_RANGE", `edit of ${e.hook}: row ${bad} out of range [0, ${batch.rows.length - 1}]`, { value: bad, allowed: [0, batch.rows.length - 1] });
       }
     }
-    const edited = await run(batch, rowEdits);
-    return new InterventionResult(edited, await cleanRun(), false);
+    // Both results are kept (the clean one unless given): plan for two rows per prompt row.
+    const B = batch.rows.length;
+    const runs = opts.clean ? 1 : 2;
+    const one = rowBytes(model.config, S, logitRows, hooks, await editTargets(model, edits, S, { rows: B }));
+    const plan = planChunks(B * runs, one, budget, `intervene on ${B} rows x ${S} positions`);
+    const chunk = Math.max(1, Math.floor(plan.chunkRows / runs));
+    const inChunks = async (rowEdits: readonly (readonly Edit[])[] | undefined): Promise<Trace> => {
+      if (chunk >= B) return run(batch, rowEdits);
+      const out = new TraceAssembler(B, model.codec);
+      for (let start = 0; start < B; start += chunk) {
+        const end = Math.min(B, start + chunk);
+        const part: TokenBatch = {
+          rows: batch.rows.slice(start, end),
+          seqLen: S,
+          inputIds: batch.inputIds.subarray(start * S, end * S),
+          attentionMask: batch.attentionMask.subarray(start * S, end * S),
+        };
+        out.copyAll(await run(part, rowEdits?.slice(start, end), start), start);
+      }
+      return out.finish();
+    };
+    // The clean run goes after the edited one, so that it reuses the edit session (fed identity)
+    // instead of building a session of its own.
+    const edited = await inChunks(rowEdits);
+    return new InterventionResult(edited, opts.clean ?? (await inChunks(undefined)), false);
   }
   if (batch.rows.length !== 1) {
     throw new TdbError("E_BAD_INPUT", `variants run on one prompt; got ${batch.rows.length}`, { value: batch.rows.length, allowed: 1 });
   }
-  if (variants.length === 0) throw new TdbError("E_BAD_INPUT", "variants is empty", { value: 0 });
+  if (variants.length === 0) throw new TdbError("E_BAD_INPUT", "variants is empty", { value: 0, allowed: "at least one variant" });
   for (const v of variants) {
     const withRows = v.find((e) => e.rows !== undefined);
-    if (withRows) throw new TdbError("E_BAD_OPTION", `edit of ${withRows.hook} sets rows inside a variant; each variant is one row`, { value: withRows.rows });
+    if (withRows) throw new TdbError("E_BAD_OPTION", `edit of ${withRows.hook} sets rows inside a variant; each variant is one row`, { value: withRows.rows, allowed: "no rows field inside variants" });
   }
   // Size chunks from the hooks any variant edits (the session has edit points on all of them).
   const targets = await editTargets(model, [...edits, ...variants.flat()], batch.seqLen);
-  const perRow = batchRowBytes(model.config, batch.seqLen, logits === "last" ? 1 : batch.seqLen, hooks, targets);
-  const chunk = Math.max(1, Math.floor(maxBatchBytes / perRow));
+  const plan = planChunks(variants.length + 1, rowBytes(model.config, S, logitRows, hooks, targets), budget, `intervene with ${variants.length} variants of ${S} positions`);
+  const chunk = Math.max(1, plan.chunkRows - 1); // each chunk may carry the clean row too
   const first = variants.map((v) => Math.min(...[...edits, ...v].map((e) => editLayer(model, e))));
   if (prefixShare && hooks.length === 0 && first.every((f) => f >= 0)) {
     const r = await prefixShared(model, batch, edits, variants, first, opts.clean, chunk, logits);

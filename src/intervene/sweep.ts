@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { fn, object } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import type { HookName } from "../hooks/names.js";
 import type { ModelRuntime } from "../runtime/runtime.js";
@@ -82,7 +83,9 @@ export class SweepResult {
 }
 
 /** Implementation of {@link Model.patchingSweep}. */
-export async function patchingSweep(model: ModelRuntime, clean: ModelInput, corrupted: ModelInput, opts: SweepOptions): Promise<SweepResult> {
+export async function patchingSweep(model: ModelRuntime, clean: ModelInput, corrupted: ModelInput, sweepOpts: SweepOptions): Promise<SweepResult> {
+  const opts = object<SweepOptions>("patchingSweep options", sweepOpts, "an options object with a hook", "E_BAD_OPTION");
+  if (opts.metric !== undefined) fn("metric", opts.metric);
   const suffix = SUFFIX[opts.hook];
   if (!suffix) throw new TdbError("E_BAD_OPTION", `cannot sweep ${JSON.stringify(opts.hook)}; allowed: ${Object.keys(SUFFIX).join(", ")}`, { value: opts.hook, allowed: Object.keys(SUFFIX) });
   const perHead = PER_HEAD.includes(opts.hook);
@@ -93,7 +96,7 @@ export async function patchingSweep(model: ModelRuntime, clean: ModelInput, corr
   if (!metric) {
     const { target, distractor } = opts;
     if (target === undefined || distractor === undefined) {
-      throw new TdbError("E_BAD_OPTION", "a patching sweep needs a metric, or target and distractor tokens for the default logit-difference metric", { value: undefined });
+      throw new TdbError("E_BAD_OPTION", "a patching sweep needs a metric, or target and distractor tokens for the default logit-difference metric", { value: "missing", allowed: "metric, or target and distractor" });
     }
     metric = (t, row) => t.logitDiff(target, distractor, { batch: row });
   }
@@ -102,7 +105,7 @@ export async function patchingSweep(model: ModelRuntime, clean: ModelInput, corr
   const hooks = Array.from({ length: L }, (_, l) => `blocks.${l}.${suffix}` as HookName);
   const cleanTrace = await model.trace(clean, { hooks, prependBos: opts.prependBos });
   const cBatch = model.toBatch(corrupted, { prependBos: opts.prependBos });
-  if (cleanTrace.tokens.length !== 1 || cBatch.rows.length !== 1) throw new TdbError("E_BAD_INPUT", "a patching sweep takes one clean and one corrupted prompt", { value: [cleanTrace.tokens.length, cBatch.rows.length] });
+  if (cleanTrace.tokens.length !== 1 || cBatch.rows.length !== 1) throw new TdbError("E_BAD_INPUT", "a patching sweep takes one clean and one corrupted prompt", { value: [cleanTrace.tokens.length, cBatch.rows.length], allowed: [1, 1] });
   const S = cBatch.seqLen;
   if (cleanTrace.tokens[0]!.length !== S) {
     throw new TdbError("E_BAD_INPUT", `clean and corrupted prompts must have the same number of tokens to patch position by position (${cleanTrace.tokens[0]!.length} vs ${S})`, {
@@ -128,5 +131,12 @@ export async function patchingSweep(model: ModelRuntime, clean: ModelInput, corr
   }
   const r = await intervene(model, cBatch.rows[0]!, [], { variants, maxBatchBytes: opts.maxBatchBytes, logits: "last" });
   const values = Float64Array.from({ length: variants.length }, (_, i) => metric(r.edited, i));
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new TdbError("E_NON_FINITE", `the sweep's metric returned ${values[bad]} for cell ${bad} (variant ${bad} of ${variants.length}); a sweep needs finite metric values`, {
+      value: values[bad],
+      allowed: "finite numbers",
+    });
+  }
   return new SweepResult(values, dims, labels, model.toStrTokens(cBatch.rows[0]!), metric(cleanTrace, 0), metric(r.clean, 0));
 }

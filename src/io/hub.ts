@@ -10,6 +10,7 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { ModelFiles } from "./files.js";
 import { tdbHome } from "./home.js";
+import { fileSystemError } from "./fs-error.js";
 import { hubBaseUrl, urlFiles, type FileCache, type HubOptions } from "./remote.js";
 
 export { isHubId, type HubOptions } from "./remote.js";
@@ -23,19 +24,27 @@ export function defaultHubCacheDir(): string {
 export function diskCache(dir: string): FileCache {
   return {
     async get(relPath) {
+      const path = join(dir, relPath);
       try {
-        const b = await readFile(join(dir, relPath));
+        const b = await readFile(path);
         return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-      } catch {
-        return null;
+      } catch (e) {
+        // Not cached yet: fetch it. Anything else (a directory there, no permission) is the
+        // user's to fix, and typed.
+        if ((e as { code?: string }).code === "ENOENT") return null;
+        throw fileSystemError(e, path, "read from the hub cache");
       }
     },
     async put(relPath, bytes) {
       const local = join(dir, relPath);
-      await mkdir(dirname(local), { recursive: true });
       const tmp = `${local}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-      await writeFile(tmp, bytes);
-      await rename(tmp, local);
+      try {
+        await mkdir(dirname(local), { recursive: true });
+        await writeFile(tmp, bytes);
+        await rename(tmp, local);
+      } catch (e) {
+        throw fileSystemError(e, (e as { path?: string }).path ?? local, "write to the hub cache (cacheDir or $TDB_HOME)");
+      }
     },
   };
 }

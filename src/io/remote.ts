@@ -83,11 +83,11 @@ export function urlFiles(base: string, options: UrlFilesOptions = {}): ModelFile
         throw new TdbError(
           "E_OFFLINE",
           `cannot reach ${name} (${(cause as Error).message}); pass a local model directory instead, or check the network`,
-          { value: name, cause },
+          { value: name, allowed: "a local model directory, or a hub id reachable over the network or already cached", cause },
         );
       }
       if (res.status === 404) return null;
-      if (!res.ok) throw new TdbError("E_OFFLINE", `${root + relPath} answered ${res.status}`, { value: res.status });
+      if (!res.ok) throw new TdbError("E_OFFLINE", `${root + relPath} answered ${res.status}`, { value: res.status, allowed: "HTTP 200 (or 404 for optional files)" });
       const bytes = new Uint8Array(await res.arrayBuffer());
       await options.cache?.put(relPath, bytes);
       return bytes;

@@ -64,6 +64,12 @@ function baseHref(): string | undefined {
  */
 export async function webDefaultFiles(idOrUrl: string, opts: DefaultFilesOptions = {}): Promise<ModelFiles> {
   const hub = opts.hub ?? {};
+  if (idOrUrl.startsWith("tdb:")) {
+    throw new TdbError("E_MISSING_FILE", `${idOrUrl} is a model shipped in the tdb-js package, read from disk under Node.js and Deno; in a browser, serve its directory (models/${idOrUrl.slice(4)}/ in the package) and pass that URL`, {
+      value: idOrUrl,
+      allowed: ["an absolute URL", "a path relative to the page (./ or /)", "a hub id owner/name"],
+    });
+  }
   if (/^[a-z][a-z0-9+.-]*:/i.test(idOrUrl) || /^\.{0,2}\//.test(idOrUrl)) {
     let href: string;
     try {

@@ -7,6 +7,7 @@
 import { installDisplay, summarizeModel } from "../base/inspect.js";
 import { directLogitAttribution, logitLens, type DlaResult, type LogitDiffOptions, type LogitLensRow } from "../attribution/dla.js";
 import { attribute, traceUpstream, type AttributeOptions, type NodeTable, type UpstreamNode, type UpstreamOptions } from "../attribution/node-table.js";
+import { headScores, type HeadScores, type HeadScoresOptions } from "../circuits/head-scores.js";
 import type { ModelWeights } from "../hooks/adapter.js";
 import type { HookName } from "../hooks/names.js";
 import type { Edit } from "../intervene/edits.js";
@@ -56,10 +57,17 @@ export class Model {
 
   /**
    * Loads a model from a local directory (`config.json`, `tokenizer.json`,
-   * `tokenizer_config.json`, `onnx/model.onnx`), a Hugging Face hub id, or the files given in
-   * `opts.files`.
+   * `tokenizer_config.json`, `onnx/model.onnx`), a Hugging Face hub id, a model shipped in the
+   * package (`tdb:brown-small`, `tdb:toy-induction`; Node.js and Deno), or the files given in
+   * `opts.files`. Without an id: `tdb:brown-small`, offline.
+   *
+   * @example
+   * ```ts
+   * const model = await Model.load();                        // tdb:brown-small, shipped
+   * const gpt2 = await Model.load("onnx-community/gpt2-ONNX"); // the hub (cached on disk)
+   * ```
    */
-  static async load(idOrDir: string, opts: LoadOptions = {}): Promise<Model> {
+  static async load(idOrDir?: string, opts: LoadOptions = {}): Promise<Model> {
     return new Model(await ModelRuntime.load(idOrDir, opts));
   }
 
@@ -209,6 +217,21 @@ export class Model {
   /** The logit lens: the logit difference read from each layer's residual stream. */
   async logitLens(input: ModelInput, opts: LogitDiffOptions): Promise<LogitLensRow[]> {
     return logitLens(this.rt, input, opts);
+  }
+
+  /**
+   * Previous-token, duplicate-token and induction scores of every head, as TransformerLens's
+   * head detector defines them (attention mass on the detection pattern), by default on seeded
+   * random tokens repeated twice.
+   *
+   * @example
+   * ```ts
+   * const s = await model.headScores();
+   * s.above("induction", 0.3); // heads scoring above 0.3, highest first
+   * ```
+   */
+  async headScores(opts: HeadScoresOptions = {}): Promise<HeadScores> {
+    return headScores(this.rt, opts);
   }
 
   /** Releases every onnxruntime session. */

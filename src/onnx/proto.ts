@@ -31,6 +31,7 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
   } catch (e) {
     throw new TdbError("E_ONNX_DECODE", `cannot decode ${bytes.byteLength} bytes as an ONNX model: ${e instanceof Error ? e.message : String(e)}`, {
       value: bytes.byteLength,
+      allowed: "a serialized ONNX ModelProto (.onnx file)",
       cause: e,
     });
   }
@@ -39,6 +40,7 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
   if (empty || model.irVersion === 0n) {
     throw new TdbError("E_ONNX_DECODE", `${bytes.byteLength} bytes decode to no ONNX model (${empty ? "no graph" : "IR version 0"}); is this an .onnx file?`, {
       value: bytes.byteLength,
+      allowed: "a serialized ONNX ModelProto with a graph and an IR version",
     });
   }
   return model;

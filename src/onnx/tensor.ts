@@ -122,7 +122,8 @@ function viewBytes(type: ElemType, bytes: Uint8Array, n: number): AnyTypedArray 
     });
   }
   let src = bytes;
-  if (bytes.byteOffset % size !== 0) src = bytes.slice();
+  // A copy, aligned (Buffer.prototype.slice would return an unaligned view, not a copy).
+  if (bytes.byteOffset % size !== 0) src = new Uint8Array(bytes);
   const buf = src.buffer as ArrayBuffer;
   switch (type) {
     case "float32":

@@ -22,9 +22,9 @@ export interface TokenBatch {
  * tokens, because GPT-2 exports compute positions from the sequence length, not the mask.
  */
 export function padBatch(rows: number[][], opts: { nCtx: number; dVocab: number; padId: number }): TokenBatch {
-  if (rows.length === 0) throw new TdbError("E_EMPTY_PROMPT", "the batch is empty; pass at least one prompt", { value: [] });
+  if (rows.length === 0) throw new TdbError("E_EMPTY_PROMPT", "the batch is empty; pass at least one prompt", { value: [], allowed: "at least one prompt" });
   rows.forEach((r, i) => {
-    if (r.length === 0) throw new TdbError("E_EMPTY_PROMPT", `prompt ${i} has no tokens`, { value: i });
+    if (r.length === 0) throw new TdbError("E_EMPTY_PROMPT", `prompt ${i} has no tokens`, { value: i, allowed: "prompts of at least one token" });
     if (r.length > opts.nCtx) {
       throw new TdbError("E_PROMPT_TOO_LONG", `prompt ${i} has ${r.length} tokens; the model's context is ${opts.nCtx}`, {
         value: r.length,

@@ -23,6 +23,10 @@ function num(raw: Record<string, unknown>, keys: string[], fallback?: number): n
   for (const k of keys) {
     const v = raw[k];
     if (typeof v === "number" && Number.isFinite(v)) return v;
+    // A key that is there with something else than a number must not fall back silently.
+    if (v !== undefined && v !== null) {
+      throw new TdbError("E_BAD_INPUT", `config.json: ${k} must be a finite number, got ${JSON.stringify(v)}`, { value: v, allowed: "a finite number" });
+    }
   }
   if (fallback !== undefined) return fallback;
   throw new TdbError("E_BAD_INPUT", `config.json lacks ${keys.join(" / ")}`, { value: Object.keys(raw), allowed: keys });

@@ -18,7 +18,7 @@ import { ONNX_FILES, type LoadOptions } from "./options.js";
 import { loadTokenizer, type Tokenizer } from "./tokenizer.js";
 
 async function loadFiles(idOrDir: string, opts: LoadOptions): Promise<ModelFiles> {
-  if (opts.files === undefined && (typeof idOrDir !== "string" || idOrDir === "")) {
+  if (opts.files === undefined && (typeof idOrDir !== "string" || idOrDir.trim() === "")) {
     throw new TdbError("E_BAD_INPUT", "Model.load takes a directory, a hub id or opts.files", {
       value: idOrDir === null ? null : typeof idOrDir === "string" ? idOrDir : typeof idOrDir,
       allowed: "a non-empty string (directory or hub id)",

@@ -7,7 +7,48 @@
 import type { HookName } from "../hooks/names.js";
 import type { ModelFiles } from "../io/files.js";
 import type { HubOptions } from "../io/remote.js";
-import type { Device, LogLevel, OptimizationLevel } from "../backend/ort.js";
+import { DEVICES, LOG_LEVELS, type Device, type LogLevel, type OptimizationLevel } from "../backend/ort.js";
+import { fn, object, oneOf, options, positiveInt, positiveNumber } from "../base/check.js";
+import { TdbError } from "../base/errors.js";
+
+/** onnxruntime's graph optimization levels, as {@link LoadOptions.optimizationLevel} takes them. */
+export const OPTIMIZATION_LEVELS: readonly OptimizationLevel[] = Object.freeze(["disabled", "basic", "extended", "all"]);
+
+/**
+ * Checks every field of `Model.load`'s options where they enter, so that a wrong type or value is
+ * an `E_BAD_OPTION` naming it, before any file is read (`null` is not "absent").
+ */
+export function checkLoadOptions(opts: LoadOptions | undefined): LoadOptions {
+  const o = options("load options", opts);
+  if (o.dtype !== undefined) oneOf("dtype", o.dtype, Object.keys(ONNX_FILES) as Dtype[]);
+  if (o.device !== undefined) oneOf("device", o.device, DEVICES);
+  if (o.optimizationLevel !== undefined) oneOf("optimizationLevel", o.optimizationLevel, OPTIMIZATION_LEVELS);
+  if (o.logLevel !== undefined) oneOf("logLevel", o.logLevel, LOG_LEVELS);
+  if (o.maxSessions !== undefined) positiveInt("maxSessions", o.maxSessions);
+  for (const k of ["cacheDir", "revision"] as const) {
+    const v = o[k];
+    if (v !== undefined && (typeof v !== "string" || v.trim() === "")) {
+      throw new TdbError("E_BAD_OPTION", `${k} must be a non-empty string`, { value: v, allowed: "a non-empty string" });
+    }
+  }
+  if (o.weightsDir !== undefined && o.weightsDir !== false && (typeof o.weightsDir !== "string" || o.weightsDir.trim() === "")) {
+    throw new TdbError("E_BAD_OPTION", "weightsDir must be a directory path or false", { value: o.weightsDir === null ? null : typeof o.weightsDir, allowed: "a directory path, or false" });
+  }
+  if (o.files !== undefined) fn("files.read", object<ModelFiles>("files", o.files, "a ModelFiles adapter", "E_BAD_OPTION").read);
+  if (o.hub !== undefined) {
+    const hub = object<NonNullable<LoadOptions["hub"]>>("hub", o.hub, "hub options", "E_BAD_OPTION");
+    if (hub.timeoutMs !== undefined) positiveNumber("hub.timeoutMs", hub.timeoutMs);
+    if (hub.fetch !== undefined) fn("hub.fetch", hub.fetch);
+  }
+  return o;
+}
+
+/**
+ * The model `Model.load()` loads without an id, and the CLI without `--model`: `tdb:brown-small`,
+ * a GPT-2-architecture model trained on the Brown corpus that ships inside the package
+ * (`models/brown-small/`; Node.js and Deno).
+ */
+export const DEFAULT_MODEL_ID = "tdb:brown-small";
 
 /** ONNX file names tried in order for each dtype, as transformers.js names them. */
 export const ONNX_FILES = {
@@ -74,10 +115,15 @@ export interface TraceOptions {
   /** Prepend the BOS token to string prompts, as TransformerLens does. [default: true] */
   prependBos?: boolean;
   /**
-   * Approximate memory budget of one batched run, in bytes (a finite number > 0): the batch runs
-   * in row chunks that fit (same result as one run), so that peak memory is about the result
-   * plus one chunk. A single row over the budget still runs, one row at a time (a row cannot be
-   * split). [default: 1 GiB]
+   * Logits of every position (`"all"`), or only of each row's last real token (`"last"`: dims
+   * `[batch, 1, d_vocab]`, a fraction of the memory for long prompts). [default: "all"]
+   */
+  logits?: "all" | "last";
+  /**
+   * Memory budget of the call, in bytes (a finite number > 0): the result plus the chunk of rows
+   * running at a time stay within it. Big batches run in row chunks (same result as one run); a
+   * request whose result alone does not fit fails with `E_MEMORY_BUDGET` before anything runs.
+   * [default: half the memory the process can still take (Node), 1 GiB where that is unknown]
    */
   maxBatchBytes?: number;
 }

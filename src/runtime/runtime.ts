@@ -18,37 +18,16 @@ import { Activation } from "../trace/activation.js";
 import { ActivationCache } from "../trace/cache.js";
 import { Trace, type TokenCodec } from "../trace/trace.js";
 import { TraceAssembler } from "../trace/assemble.js";
-import { positiveNumber } from "../base/check.js";
+import { array, boolean, oneOf, options, positiveNumber } from "../base/check.js";
 import { padBatch, type TokenBatch } from "./batch.js";
 import type { ModelConfig } from "./config.js";
 import { loadModelParts } from "./load.js";
-import type { HookSelector, LoadOptions, ModelInput, RunSpec, TraceOptions } from "./options.js";
+import { checkLoadOptions, DEFAULT_MODEL_ID, type HookSelector, type LoadOptions, type ModelInput, type RunSpec, type TraceOptions } from "./options.js";
 import type { Session } from "../backend/ort.js";
-import { buildPatchedGraph, labelSize, LOGIT_POSITIONS_INPUT, rowsInput, type PatchedGraph } from "./patched-graph.js";
+import { buildPatchedGraph, LOGIT_POSITIONS_INPUT, rowsInput, type PatchedGraph } from "./patched-graph.js";
+import { defaultBudget, planChunks, rowBytes } from "./memory.js";
 import { SessionPool, type PatchedSession } from "./sessions.js";
 import type { Tokenizer } from "./tokenizer.js";
-
-/** Default memory budget of one batched run (`maxBatchBytes` of trace and intervene): 1 GiB. */
-export const DEFAULT_MAX_BATCH_BYTES = 1024 ** 3;
-
-/**
- * Rough bytes one batch row of a run needs: its logits (`logitPositions` positions) and the cached
- * `hooks` (twice: onnxruntime's outputs and the result's copies), the edit feeds (mul and add) of
- * the `edits` hooks, and onnxruntime's working set.
- * Sizes the row chunks of `trace` and `intervene` to `maxBatchBytes`.
- */
-export function batchRowBytes(c: ModelConfig, S: number, logitPositions: number, hooks: readonly HookName[], edits: readonly HookName[]): number {
-  const size = (h: HookName) =>
-    hookKindOf(h)!.dims.slice(1).reduce((n, l) => {
-      const s = labelSize(l, c);
-      return n * (s === "seq" ? S : s === "batch" ? 1 : s);
-    }, 1);
-  const hookFloats = hooks.reduce((n, h) => n + size(h), 0);
-  const editFloats = 2 * edits.reduce((n, h) => n + size(h), 0);
-  const working = S * (8 * c.dModel + 2 * c.dMlp + 2 * c.nHeads * S);
-  // Outputs count twice: onnxruntime's output tensors and their copies in the result.
-  return 4 * (2 * (logitPositions * c.dVocab + hookFloats) + editFloats + working);
-}
 
 /**
  * A loaded model's machinery: config, tokenizer, hook map, base graph and sessions. Feature
@@ -82,8 +61,10 @@ export class ModelRuntime {
    * Loads a model from a local directory (`config.json`, `tokenizer.json`,
    * `tokenizer_config.json`, `onnx/model.onnx`) or a Hugging Face hub id.
    */
-  static async load(idOrDir: string, opts: LoadOptions = {}): Promise<ModelRuntime> {
-    const { config, tokenizer, hookMap, adapter, base } = await loadModelParts(idOrDir, opts);
+  static async load(idOrDir?: string, loadOpts?: LoadOptions): Promise<ModelRuntime> {
+    const opts = checkLoadOptions(loadOpts);
+    const id = idOrDir === undefined && opts.files === undefined ? DEFAULT_MODEL_ID : (idOrDir as string);
+    const { config, tokenizer, hookMap, adapter, base } = await loadModelParts(id, opts);
     const rt = new ModelRuntime(config, tokenizer, hookMap, adapter, base, opts);
     // The weights file must exist before anything reads `weights`, or views of the decoded
     // buffer keep it alive (see SessionPool.ready).
@@ -117,22 +98,28 @@ export class ModelRuntime {
    * model.toTokens("Hello world", { prependBos: false }); // e.g. [15496, 995] with the GPT-2 vocabulary
    * ```
    */
-  toTokens(text: string, { prependBos = true }: { prependBos?: boolean } = {}): number[] {
-    if (typeof text !== "string" || text.length === 0) {
-      throw new TdbError("E_EMPTY_PROMPT", "the prompt is empty; pass a non-empty string", { value: text });
+  toTokens(text: string, opts?: { prependBos?: boolean }): number[] {
+    const bos = options("options", opts).prependBos;
+    const prependBos = bos === undefined ? true : boolean("prependBos", bos);
+    if (typeof text !== "string") {
+      throw new TdbError("E_BAD_INPUT", `a prompt must be a string, got ${text === null ? "null" : typeof text}`, { value: text === null ? null : typeof text, allowed: "a non-empty string" });
     }
+    if (text.length === 0) throw new TdbError("E_EMPTY_PROMPT", "the prompt is empty; pass a non-empty string", { value: text, allowed: "a non-empty string" });
     const ids = this.tokenizer.encode(text, { add_special_tokens: false });
     return prependBos ? [this.bosTokenId, ...ids] : ids;
   }
 
   /** The string of each token of a prompt or token row. */
   toStrTokens(input: string | readonly number[], opts: { prependBos?: boolean } = {}): string[] {
-    const ids = typeof input === "string" ? this.toTokens(input, opts) : input;
-    return ids.map((id) => this.decodeToken(id));
+    if (typeof input === "string") return this.toTokens(input, opts).map((id) => this.decodeToken(id));
+    // Token ids are checked as a batch row is (integers in the vocabulary).
+    const row = this.toBatch(array<number>("input", input, "a string or a token row", "E_BAD_INPUT") as readonly number[]).rows[0]!;
+    return row.map((id) => this.decodeToken(id));
   }
 
   /** The id of a string that is exactly one token; `E_NOT_SINGLE_TOKEN` otherwise. */
   toSingleToken(s: string): number {
+    if (typeof s !== "string") throw new TdbError("E_BAD_INPUT", `a token must be a string, got ${s === null ? "null" : typeof s}`, { value: s === null ? null : typeof s, allowed: "a string that encodes to exactly one token" });
     const ids = s.length === 0 ? [] : this.tokenizer.encode(s, { add_special_tokens: false });
     if (ids.length !== 1) {
       throw new TdbError("E_NOT_SINGLE_TOKEN", `${JSON.stringify(s)} is ${ids.length} tokens (${ids.join(", ")}); pass exactly one token or a list`, {
@@ -149,17 +136,29 @@ export class ModelRuntime {
   }
 
   /** Tokenizes and right-pads any {@link ModelInput}. */
-  toBatch(input: ModelInput, { prependBos = true }: { prependBos?: boolean } = {}): TokenBatch {
-    if (typeof input !== "string" && !Array.isArray(input)) {
-      throw new TdbError("E_BAD_INPUT", "input must be a string, strings, a token row or token rows", { value: input === null ? null : typeof input, allowed: "string | string[] | number[] | number[][]" });
-    }
+  toBatch(input: ModelInput, opts?: { prependBos?: boolean }): TokenBatch {
+    const bos = options("options", opts).prependBos;
+    const prependBos = bos === undefined ? true : boolean("prependBos", bos);
+    const allowed = "a string, strings, a token row (integers) or token rows";
+    const bad = (what: string, value: unknown): never => {
+      throw new TdbError("E_BAD_INPUT", `input must be ${allowed}; ${what}`, { value, allowed });
+    };
+    if (typeof input !== "string" && !Array.isArray(input)) bad(`got ${input === null ? "null" : typeof input}`, input === null ? null : typeof input);
     let rows: number[][];
     if (typeof input === "string") rows = [this.toTokens(input, { prependBos })];
-    else if (input.length > 0 && input.every((x) => typeof x === "string")) rows = (input as readonly string[]).map((s) => this.toTokens(s, { prependBos }));
-    else if (input.length > 0 && input.every((x) => typeof x === "number")) rows = [[...(input as readonly number[])]];
-    else if (input.length > 0 && input.every((x) => Array.isArray(x))) rows = (input as readonly (readonly number[])[]).map((r) => [...r]);
-    else if (input.length === 0) throw new TdbError("E_EMPTY_PROMPT", "the input is empty", { value: input });
-    else throw new TdbError("E_BAD_INPUT", "input must be a string, strings, a token row or token rows", { value: typeof input });
+    else if (input.length === 0) throw new TdbError("E_EMPTY_PROMPT", "the input is empty", { value: [], allowed: "at least one prompt" });
+    else if (input.every((x) => typeof x === "string")) rows = (input as readonly string[]).map((s) => this.toTokens(s, { prependBos }));
+    else if (input.every((x) => typeof x === "number")) rows = [[...(input as readonly number[])]];
+    else if (input.every((x) => Array.isArray(x))) {
+      rows = (input as readonly (readonly unknown[])[]).map((r, i) => {
+        const j = r.findIndex((x) => typeof x !== "number");
+        if (j >= 0) bad(`row ${i} has ${typeof r[j]} at ${j}`, r[j]);
+        return [...(r as readonly number[])];
+      });
+    } else {
+      const kinds = [...new Set((input as readonly unknown[]).map((x) => (x === null ? "null" : Array.isArray(x) ? "array" : typeof x)))];
+      rows = bad(`got a list of ${kinds.join(" and ")}`, kinds);
+    }
     const padId = this.config.eosTokenId ?? this.bosTokenId;
     return padBatch(rows, { nCtx: this.config.nCtx, dVocab: this.config.dVocab, padId });
   }
@@ -254,30 +253,33 @@ export class ModelRuntime {
    * t.cache.get("pattern", 0).dims; // [2, n_head, 3, 3] (right-padded; BOS prepended)
    * ```
    */
-  async trace(input: ModelInput, opts: TraceOptions = {}): Promise<Trace> {
+  async trace(input: ModelInput, traceOpts?: TraceOptions): Promise<Trace> {
+    const opts = options("trace options", traceOpts);
     const batch = this.toBatch(input, { prependBos: opts.prependBos });
     const hooks = this.selectHooks(opts.hooks ?? "all");
     if (opts.positions !== undefined && !Array.isArray(opts.positions)) {
       throw new TdbError("E_BAD_OPTION", "positions must be an array of positions", { value: opts.positions, allowed: "an array of integers (negative counts from the end)" });
     }
     const positions = opts.positions?.map((p) => resolvePosition(p, batch.seqLen));
-    // Row chunks that fit the budget; a row larger than the budget still runs (alone), since a
-    // row cannot be split. Each chunk is copied into the result and dropped.
-    const budget = opts.maxBatchBytes === undefined ? DEFAULT_MAX_BATCH_BYTES : positiveNumber("maxBatchBytes", opts.maxBatchBytes);
+    const logits = opts.logits === undefined ? "all" : oneOf("logits", opts.logits, ["all", "last"] as const);
+    const budget = opts.maxBatchBytes === undefined ? defaultBudget() : positiveNumber("maxBatchBytes", opts.maxBatchBytes);
     const B = batch.rows.length;
-    const chunk = Math.max(1, Math.floor(budget / batchRowBytes(this.config, batch.seqLen, batch.seqLen, hooks, [])));
-    if (chunk >= B) return this.run(batch, { hooks, positions });
+    const S = batch.seqLen;
+    const spec = (rows: readonly (readonly number[])[]): RunSpec => ({ hooks, positions, logitPositions: logits === "last" ? rows.map((r) => [r.length - 1]) : undefined });
+    // Row chunks that keep the result plus one running chunk within the budget; each chunk is
+    // copied into the result and dropped.
+    const plan = planChunks(B, rowBytes(this.config, S, logits === "last" ? 1 : S, hooks, [], positions?.length ?? S), budget, `trace of ${B} rows x ${S} positions`);
+    if (plan.chunkRows >= B) return this.run(batch, spec(batch.rows));
     const out = new TraceAssembler(B, this.codec);
-    for (let start = 0; start < B; start += chunk) {
-      const end = Math.min(B, start + chunk);
-      const S = batch.seqLen;
+    for (let start = 0; start < B; start += plan.chunkRows) {
+      const end = Math.min(B, start + plan.chunkRows);
       const part: TokenBatch = {
         rows: batch.rows.slice(start, end),
         seqLen: S,
         inputIds: batch.inputIds.subarray(start * S, end * S),
         attentionMask: batch.attentionMask.subarray(start * S, end * S),
       };
-      out.copyAll(await this.run(part, { hooks, positions }), start);
+      out.copyAll(await this.run(part, spec(part.rows)), start);
     }
     return out.finish();
   }

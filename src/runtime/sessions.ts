@@ -136,7 +136,7 @@ class Lru {
   constructor(readonly max: number) {}
 
   async use<R>(key: unknown, plan: () => Plan, fn: (h: Held) => Promise<R>): Promise<R> {
-    if (this.closed) throw new TdbError("E_DISPOSED", "the model was disposed; load it again", {});
+    if (this.closed) throw new TdbError("E_DISPOSED", "the model was disposed; load it again", { value: "disposed", allowed: "a loaded model (Model.load it again)" });
     const run = this.useOpen(key, plan, fn);
     const settled = run.then(
       () => undefined,

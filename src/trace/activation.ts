@@ -69,7 +69,8 @@ export class Activation {
       const d = this.dims[i]!;
       const j = v < 0 ? d + v : v;
       if (!Number.isInteger(j) || j < 0 || j >= d) {
-        throw new TdbError("E_POSITION_RANGE", `${this.name}: index ${v} out of range for axis ${this.labels[i]} of size ${d}`, {
+        const label = this.labels[i] ?? "";
+        throw new TdbError(label.endsWith("pos") ? "E_POSITION_RANGE" : "E_INDEX_RANGE", `${this.name}: index ${v} out of range for axis ${label} of size ${d}`, {
           value: v,
           allowed: [-d, d - 1],
         });
@@ -86,6 +87,9 @@ export class Activation {
 
   /** The contiguous slice for the leading indices, e.g. `row(0, 3)` of [batch,pos,d] is one vector. */
   row(...leading: number[]): Float32Array {
+    if (leading.length > this.dims.length) {
+      throw new TdbError("E_BAD_INPUT", `${this.name}: ${leading.length} indices for ${this.dims.length} axes (${this.labels.join(", ")})`, { value: leading, allowed: this.labels });
+    }
     const off = this.offsetOf(leading);
     const len = leading.length === 0 ? this.data.length : this.strides[leading.length - 1]!;
     return this.data.subarray(off, off + len);

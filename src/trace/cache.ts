@@ -32,6 +32,9 @@ export class ActivationCache {
    * for real hooks that this trace did not cache.
    */
   get(name: HookName | string, layer?: number): Activation {
+    if (typeof name !== "string") {
+      throw new TdbError("E_BAD_INPUT", `a hook name must be a string, got ${name === null ? "null" : typeof name}`, { value: name === null ? null : typeof name, allowed: "a hook name, or an alias with a layer" });
+    }
     const full = layer === undefined && name.includes("hook_") ? parseHookName(name, this.nLayers).name : resolveHookAlias(name, layer, this.nLayers);
     const a = this.entries.get(full);
     if (!a) {

@@ -112,6 +112,9 @@ export class Trace {
 
   /** A trace of some rows of this one, in the given order (rows may repeat). */
   selectRows(rows: readonly number[]): Trace {
+    if (!Array.isArray(rows) || rows.length === 0) {
+      throw new TdbError("E_BAD_INPUT", "selectRows takes a non-empty array of row indices", { value: rows, allowed: `a non-empty array of integers in [0, ${this.tokens.length - 1}]` });
+    }
     for (const r of rows) {
       if (!Number.isInteger(r) || r < 0 || r >= this.tokens.length) {
         throw new TdbError("E_INDEX_RANGE", `row ${r} out of range [0, ${this.tokens.length - 1}]`, { value: r, allowed: [0, this.tokens.length - 1] });
@@ -247,7 +250,7 @@ export class Trace {
     const l = this.logitsAt(opts);
     const mean = (ts: TokenLike | TokenLike[]) => {
       const list = Array.isArray(ts) ? ts : [ts];
-      if (list.length === 0) throw new TdbError("E_BAD_INPUT", "logitDiff needs at least one token on each side", { value: list });
+      if (list.length === 0) throw new TdbError("E_BAD_INPUT", "logitDiff needs at least one token on each side", { value: list, allowed: "a token or a non-empty list of tokens" });
       return list.reduce<number>((s, t) => s + l[this.tokenId(t)]!, 0) / list.length;
     };
     return mean(target) - mean(distractor);
@@ -255,9 +258,12 @@ export class Trace {
 
   /** Mean next-token cross-entropy over the real tokens of one row (nats). */
   loss(batch = 0): number {
+    if (!Number.isInteger(batch) || batch < 0 || batch >= this.tokens.length) {
+      throw new TdbError("E_INDEX_RANGE", `row ${batch} out of range [0, ${this.tokens.length - 1}]`, { value: batch, allowed: [0, this.tokens.length - 1] });
+    }
     const row = this.tokens[batch];
     if (!row || row.length < 2) {
-      throw new TdbError("E_BAD_INPUT", `loss needs a row with at least 2 tokens (row ${batch})`, { value: row?.length ?? batch });
+      throw new TdbError("E_BAD_INPUT", `loss needs a row with at least 2 tokens (row ${batch})`, { value: row?.length ?? batch, allowed: "a row of at least 2 tokens" });
     }
     let total = 0;
     for (let p = 0; p < row.length - 1; p++) total -= this.logProbs({ batch, position: p })[row[p + 1]!]!;

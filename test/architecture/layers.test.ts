@@ -15,11 +15,12 @@ const LAYERS: readonly (readonly string[])[] = [
   ["onnx/"],
   ["backend/"], // onnxruntime (node or web) behind sessions over HostTensors; weights on disk
   ["io/"],
-  ["hooks/", "autodiff/", "synthetic/"],
+  ["hooks/", "autodiff/", "synthetic/", "corpus/"],
   ["trace/"],
   ["runtime/"],
-  ["intervene/", "attribution/"],
+  ["intervene/", "attribution/", "train/", "circuits/"],
   ["model/"],
+  ["check/"], // interpretability regression specs, run through the facade
   ["cli/"],
   ["index.ts", "internals.ts", "api.ts", "browser.ts"],
 ];

@@ -3,6 +3,7 @@
  * weights (head and neuron ablations) and the float64 reference with a vector added (steering);
  * batched variants equal one-by-one runs; patching reproduces clean and corrupted logits.
  */
+import { budgetForChunks } from "../helpers/budget.js";
 import { cp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -196,7 +197,10 @@ describe("batched variants", () => {
     const variants: Edit[][] = [];
     for (let l = 0; l < FOUR_LAYER.n_layer; l++) for (let h = 0; h < FOUR_LAYER.n_head; h++) variants.push([zeroHead(l, h)]);
     variants.push([zeroNeuron(3, 5, { positions: [-1] }), zeroHead(0, 2)], []);
-    const batched = await model.intervene([PROMPT], [], { variants, maxBatchBytes: 1 }); // one row per chunk
+    const S = (await model.trace([PROMPT], { hooks: [] })).tokens[0]!.length;
+    // One variant per chunk (each chunk also carries the clean row).
+    const maxBatchBytes = await budgetForChunks(model, { rows: variants.length + 1, chunk: 2, S, logitPositions: 1, edits: variants.flat() });
+    const batched = await model.intervene([PROMPT], [], { variants, maxBatchBytes });
     const together = await model.intervene([PROMPT], [], { variants });
     expect(batched.rows).toBe(variants.length);
     for (let i = 0; i < variants.length; i++) {
@@ -224,7 +228,9 @@ describe("shared-prefix batching", () => {
       [zeroHead(0, 1, { positions: [-1] })],
     ];
     for (const logits of ["last", "all"] as const) {
-      const shared = await model.intervene([PROMPT], [], { variants, logits, maxBatchBytes: logits === "all" ? 1 : undefined });
+      const S = c.tokens[0]!.length;
+      const oneEach = await budgetForChunks(model, { rows: variants.length + 1, chunk: 2, S, logitPositions: S, edits: variants.flat() });
+      const shared = await model.intervene([PROMPT], [], { variants, logits, maxBatchBytes: logits === "all" ? oneEach : undefined });
       const plain = await model.intervene([PROMPT], [], { variants, logits, prefixShare: false });
       expect(shared.edited.logits.dims).toEqual(plain.edited.logits.dims);
       expect(maxAbsDiff(shared.edited.logits.data, plain.edited.logits.data)).toBeLessThan(1e-5);

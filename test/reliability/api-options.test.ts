@@ -5,6 +5,7 @@
  * answer. Where a boundary value is defined to work (maxNewTokens 0, a prompt that fills the
  * context) the test checks the defined result.
  */
+import { budgetForChunks } from "../helpers/budget.js";
 import { describe, expect, it } from "vitest";
 import { TdbError, type TdbErrorCode } from "../../src/base/errors.js";
 import { patchFrom, steer, zeroHead } from "../../src/intervene/edits.js";
@@ -148,7 +149,9 @@ describe("defined boundary behaviour", () => {
 
   it("valid variant batches with a tiny budget still differ from the clean run", async () => {
     // One row per chunk: the variants must still act (NaN used to make them all clean).
-    const r = await model.intervene(P, [], { variants: V, maxBatchBytes: 1 });
+    const S = (await model.trace(P, { hooks: [] })).tokens[0]!.length;
+    const maxBatchBytes = await budgetForChunks(model, { rows: V.length + 1, chunk: 2, S, logitPositions: 1, edits: V.flat() });
+    const r = await model.intervene(P, [], { variants: V, maxBatchBytes });
     const clean = r.clean.logitsAt();
     for (const row of [0, 1]) {
       const edited = r.edited.logitsAt({ batch: row });

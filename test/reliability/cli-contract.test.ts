@@ -119,6 +119,17 @@ describe("every outcome of every command keeps the output contract", () => {
     }
   });
 
+  it("an error thrown outside main's promise chain keeps the contract (one JSON object, exit 70, no stack)", async () => {
+    for (const json of [true, false]) {
+      const args = caseArgs("trace", "ok").args;
+      const r = await tdb(json ? [...args, "--json"] : args, { TDB_TEST_INTERNAL_ERROR: "uncaught" });
+      expect(r.code, r.stderr).toBe(70);
+      expect(r.stderr).not.toMatch(STACK);
+      if (json) expect((oneJsonObject(r).error as { code: string }).code).toBe("E_INTERNAL");
+      else expect(r.stderr).toMatch(/^tdb: internal error/);
+    }
+  });
+
   it("--debug shows the stack of an internal error (and is no usage error)", async () => {
     const r = await tdb([...caseArgs("trace", "internal").args, "--debug"], { TDB_TEST_INTERNAL_ERROR: "1" });
     expect(r.code, r.stderr).toBe(70);

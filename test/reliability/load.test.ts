@@ -228,3 +228,44 @@ describe("onnxruntime's own stderr logging", () => {
     expect(e.code, e.message).toBe("E_BAD_OPTION");
   });
 });
+
+describe("the hub's disk cache: file-system errors are typed", () => {
+  it("a directory where a cached file should be (EISDIR) is E_FILE_SYSTEM, not a cache miss", async () => {
+    const { diskCache } = await import("../../src/io/hub.js");
+    const d = await tempDir();
+    await mkdir(join(d, "config.json"));
+    const e = await rejected(diskCache(d).get("config.json"));
+    expect(e.code, e.message).toBe("E_FILE_SYSTEM");
+    expect(fsDetails(e.value)).toEqual({ path: join(d, "config.json"), errno: "EISDIR" });
+    // A file that is not there is a miss (null), to be fetched.
+    expect(await diskCache(d).get("tokenizer.json")).toBeNull();
+  });
+
+  it("a cache directory under a file (ENOTDIR) fails writes with E_FILE_SYSTEM", async () => {
+    const { diskCache } = await import("../../src/io/hub.js");
+    const d = await tempDir();
+    await writeFile(join(d, "file"), "x");
+    const e = await rejected(diskCache(join(d, "file", "cache")).put("onnx/model.onnx", new Uint8Array([1, 2, 3])));
+    expect(e.code, e.message).toBe("E_FILE_SYSTEM");
+    expect(fsDetails(e.value).errno).toBe("ENOTDIR");
+  });
+});
+
+describe("config.json checked against every block, not only the first", () => {
+  it("a later block whose MLP width differs from n_inner is E_CONFIG_MISMATCH naming that block", async () => {
+    const { decodeModel } = await import("../../src/onnx/proto.js");
+    const { OnnxGraph } = await import("../../src/onnx/graph.js");
+    const { gpt2CheckDims } = await import("../../src/hooks/gpt2-check.js");
+    const proto = decodeModel(await readFile(tm.model));
+    const g = OnnxGraph.fromModel(proto);
+    const w = g.initializer("transformer.h.1.mlp.c_fc.weight")!;
+    expect(w.dims.map(Number)).toEqual([ARCH.n_embd, ARCH.n_inner]); // the control: as generated
+    const dims = { nLayers: ARCH.n_layer, nHeads: ARCH.n_head, dModel: ARCH.n_embd, dHead: ARCH.n_embd / ARCH.n_head, dMlp: ARCH.n_inner!, nCtx: ARCH.n_positions, dVocab: ARCH.vocab_size, lnEps: 1e-5 };
+    expect(gpt2CheckDims(g, dims)).toEqual([]);
+    w.dims = [BigInt(ARCH.n_embd), 100n];
+    const bad = gpt2CheckDims(g, dims);
+    expect(bad).toHaveLength(1);
+    expect(bad[0]).toMatchObject({ dim: "dMlp", config: ARCH.n_inner, graph: 100 });
+    expect(bad[0]!.fact).toContain("h.1");
+  });
+});

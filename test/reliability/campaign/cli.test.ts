@@ -1,0 +1,136 @@
+/**
+ * Issue 12's bad-input campaign through the `tdb` command line: every command with bad flags,
+ * bad values, bad models and bad prompts, each run with and without `--json`. Each run must end
+ * with its documented exit code (0 ok, 1 typed error, 2 usage error; never 70, never a signal),
+ * print exactly one JSON object on stdout under `--json` (the error's code as expected), and no
+ * stack trace without `--debug`. The outcome table prints at the end (see `_campaign.ts`).
+ */
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTestModel, type TestModel } from "../../helpers/models.js";
+import { tdb, type CliRun } from "../../cli/_run.js";
+import { outcomes, summary, type Outcome } from "./_campaign.js";
+
+let tm: TestModel;
+beforeAll(async () => {
+  tm = await makeTestModel();
+  await writeFile(join(tm.dir, "not-a-dir.txt"), "x");
+});
+afterAll(async () => {
+  await tm?.cleanup();
+  console.log(summary("CLI campaign"));
+});
+
+const P = "Hello there friend";
+type Want = { exit: 0 } | { exit: 1; code: string | string[] } | { exit: 2 };
+interface CliCase {
+  what: string;
+  /** Arguments; `@model` is replaced by `--model <test model>`. */
+  args: string[];
+  want: Want;
+}
+const M = "@model";
+const usage: Want = { exit: 2 };
+const err = (...code: string[]): Want => ({ exit: 1, code });
+const ok: Want = { exit: 0 };
+
+const CASES: CliCase[] = [
+  // anywhere
+  { what: "no command", args: [], want: usage },
+  { what: "an unknown command", args: ["explode", P], want: usage },
+  { what: "an unknown flag", args: ["trace", P, "--frobnicate", M], want: usage },
+  { what: "a flag without its value", args: ["trace", P, "--model"], want: usage },
+  // trace
+  { what: "trace: no prompt", args: ["trace", M], want: usage },
+  { what: "trace: two prompts", args: ["trace", P, "again", M], want: usage },
+  { what: "trace: an empty prompt", args: ["trace", "", M], want: err("E_EMPTY_PROMPT") },
+  { what: "trace: a prompt over n_ctx", args: ["trace", "word ".repeat(200), M], want: err("E_PROMPT_TOO_LONG") },
+  { what: "trace: --top 0", args: ["trace", P, "--top", "0", M], want: usage },
+  { what: "trace: --top -3", args: ["trace", P, "--top", "-3", M], want: usage },
+  { what: "trace: --top 2.5", args: ["trace", P, "--top", "2.5", M], want: usage },
+  { what: "trace: --top abc", args: ["trace", P, "--top", "abc", M], want: usage },
+  { what: "trace: --top 1e9 (clamped to the vocabulary)", args: ["trace", P, "--top", "1000000000", "--hooks", "hook_embed", M], want: ok },
+  { what: "trace: --hooks unknown", args: ["trace", P, "--hooks", "blocks.0.hook_nope", M], want: err("E_UNKNOWN_HOOK") },
+  { what: "trace: --hooks layer out of range", args: ["trace", P, "--hooks", "blocks.9.hook_resid_pre", M], want: err("E_LAYER_RANGE") },
+  { what: "trace: --hooks empty", args: ["trace", P, "--hooks", "", M], want: usage },
+  { what: "trace: --hooks with an empty name", args: ["trace", P, "--hooks", "hook_embed,,", M], want: usage },
+  { what: "trace: --model missing directory", args: ["trace", P, "--model", "/nonexistent/tdb-model"], want: err("E_MISSING_FILE") },
+  { what: "trace: --model a file", args: ["trace", P, "--model", "@file"], want: err("E_FILE_SYSTEM") },
+  { what: "trace: --model empty", args: ["trace", P, "--model", ""], want: err("E_BAD_INPUT") },
+  { what: "trace: a flag of another command (--head)", args: ["trace", P, "--head", "0.0", M], want: usage },
+  { what: "trace: --no-bos with a one-token prompt", args: ["trace", "Hi", "--no-bos", "--hooks", "hook_embed", M], want: ok },
+  // ablate
+  { what: "ablate: nothing to ablate", args: ["ablate", P, M], want: usage },
+  { what: "ablate: --head malformed", args: ["ablate", P, "--head", "1-3", M], want: usage },
+  { what: "ablate: --head without the head", args: ["ablate", P, "--head", "1", M], want: usage },
+  { what: "ablate: --head letters", args: ["ablate", P, "--head", "a.b", M], want: usage },
+  { what: "ablate: --head layer out of range", args: ["ablate", P, "--head", "9.0", M], want: err("E_LAYER_RANGE") },
+  { what: "ablate: --head head out of range", args: ["ablate", P, "--head", "0.9", M], want: err("E_INDEX_RANGE") },
+  { what: "ablate: --head negative", args: ["ablate", P, "--head", "-1.0", M], want: usage },
+  { what: "ablate: --neuron out of range", args: ["ablate", P, "--neuron", "0.100000", M], want: err("E_INDEX_RANGE") },
+  { what: "ablate: --neuron position out of range", args: ["ablate", P, "--neuron", "0.1@99", M], want: err("E_POSITION_RANGE", "E_INDEX_RANGE") },
+  { what: "ablate: --neuron malformed position", args: ["ablate", P, "--neuron", "0.1@x", M], want: usage },
+  { what: "ablate: --target without --distractor", args: ["ablate", P, "--head", "0.0", "--target", " a", M], want: usage },
+  { what: "ablate: target = distractor", args: ["ablate", P, "--head", "0.0", "--target", " a", "--distractor", " a", M], want: err("E_BAD_INPUT") },
+  { what: "ablate: a multi-token target", args: ["ablate", P, "--head", "0.0", "--target", " hello there friends", "--distractor", " a", M], want: err("E_NOT_SINGLE_TOKEN") },
+  { what: "ablate: --top 0", args: ["ablate", P, "--head", "0.0", "--top", "0", M], want: usage },
+  { what: "ablate: --hooks (not taken)", args: ["ablate", P, "--head", "0.0", "--hooks", "all", M], want: usage },
+  { what: "ablate: an empty prompt", args: ["ablate", "", "--head", "0.0", M], want: err("E_EMPTY_PROMPT") },
+  // attribute
+  { what: "attribute: no target", args: ["attribute", P, "--distractor", " a", M], want: usage },
+  { what: "attribute: no distractor", args: ["attribute", P, "--target", " a", M], want: usage },
+  { what: "attribute: target = distractor", args: ["attribute", P, "--target", " a", "--distractor", " a", M], want: err("E_BAD_INPUT") },
+  { what: "attribute: a multi-token distractor", args: ["attribute", P, "--target", " a", "--distractor", " hello there friends", M], want: err("E_NOT_SINGLE_TOKEN") },
+  { what: "attribute: an empty target", args: ["attribute", P, "--target", "", "--distractor", " a", M], want: err("E_NOT_SINGLE_TOKEN") },
+  { what: "attribute: --top -1", args: ["attribute", P, "--target", " a", "--distractor", " b", "--top", "-1", M], want: usage },
+  { what: "attribute: --head (not taken)", args: ["attribute", P, "--target", " a", "--distractor", " b", "--head", "0.0", M], want: usage },
+  { what: "attribute: --model missing", args: ["attribute", P, "--target", " a", "--distractor", " b", "--model", "/nonexistent/tdb-model"], want: err("E_MISSING_FILE") },
+];
+
+/** A stack frame line as Node prints them ("    at f (file:1:2)"). */
+const STACK = /^\s+at .+[:(]/m;
+
+function classify(c: CliCase, json: boolean, r: CliRun): { outcome: Outcome; detail: string } {
+  if (r.code !== 0 && r.code !== 1 && r.code !== 2) return { outcome: "crash", detail: `exit ${r.code}: ${r.stderr.slice(0, 300)}` };
+  if (STACK.test(r.stderr)) return { outcome: "untyped", detail: `stack trace on stderr: ${r.stderr.slice(0, 300)}` };
+  if (r.code !== c.want.exit) {
+    const kind = c.want.exit === 0 ? "wrong-code" : r.code === 0 ? "silent" : "wrong-code";
+    return { outcome: kind, detail: `exit ${r.code}, expected ${c.want.exit}: ${(r.stderr || r.stdout).slice(0, 300)}` };
+  }
+  if (json) {
+    const text = r.stdout.trim();
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch {
+      return { outcome: "untyped", detail: `--json printed no single JSON object: ${text.slice(0, 200)}` };
+    }
+    if (typeof v !== "object" || v === null || Array.isArray(v)) return { outcome: "untyped", detail: "--json printed something else than an object" };
+    const e = (v as { error?: { code?: string; message?: string } }).error;
+    if (c.want.exit === 0) return e ? { outcome: "wrong-code", detail: `error ${e.code}` } : { outcome: "fine", detail: "" };
+    if (!e || typeof e.message !== "string" || !e.message) return { outcome: "incomplete", detail: `no error object with a message: ${text.slice(0, 200)}` };
+    const want = c.want.exit === 2 ? ["E_USAGE"] : [c.want.code].flat();
+    if (!want.includes(e.code ?? "")) return { outcome: "wrong-code", detail: `${e.code} (${e.message}); expected ${want.join("|")}` };
+    return { outcome: "typed", detail: e.code! };
+  }
+  if (c.want.exit === 0) return r.stdout.length > 0 ? { outcome: "fine", detail: "" } : { outcome: "silent", detail: "exit 0 with no output" };
+  if (r.stdout !== "") return { outcome: "incomplete", detail: `an error printed on stdout: ${r.stdout.slice(0, 200)}` };
+  if (!/^tdb: /.test(r.stderr)) return { outcome: "incomplete", detail: `error message not in the tdb format: ${r.stderr.slice(0, 200)}` };
+  if (c.want.exit === 1 && ![c.want.code].flat().some((code) => r.stderr.includes(code))) return { outcome: "wrong-code", detail: `message names no ${[c.want.code].flat().join("|")}: ${r.stderr.slice(0, 200)}` };
+  return { outcome: "typed", detail: "" };
+}
+
+describe.concurrent("bad-input campaign: tdb command line", () => {
+  for (const c of CASES) {
+    for (const json of [false, true]) {
+      it(`${c.what}${json ? " --json" : ""}`, async () => {
+        const args = c.args.flatMap((a) => (a === M ? ["--model", tm.dir] : a === "@file" ? [join(tm.dir, "not-a-dir.txt")] : [a]));
+        const r = await tdb(json ? [...args, "--json"] : args);
+        const { outcome, detail } = classify(c, json, r);
+        outcomes.push({ entry: `cli ${c.args[0] ?? "(none)"}`, what: `${c.what}${json ? " --json" : ""}`, outcome, detail });
+        expect(outcome === "typed" || outcome === "fine", `${c.what} (--json ${json}): ${outcome}: ${detail}`).toBe(true);
+      }, 60_000);
+    }
+  }
+});
