@@ -1,11 +1,11 @@
 /**
- * Attribution on the embedded default model: Transformer Debugger's node table, tracing upstream
+ * Attribution on the default model, tdb:brown-small: Transformer Debugger's node table, tracing upstream
  * from a node, direct logit attribution and the logit lens.
  * Run: `npx tsx examples/attribution.ts`
  */
-import { Model, ensureDefaultModel } from "../src/index.js";
+import { Model } from "../src/index.js";
 
-const model = await Model.load(await ensureDefaultModel());
+const model = await Model.load(); // tdb:brown-small
 const prompt = "When John and Mary went to the shops, John gave the bag to";
 const target = " Mary";
 const distractor = " John";

@@ -1,11 +1,11 @@
 /**
- * Interventions on the embedded default model: head and neuron ablations, every head ablated in
+ * Interventions on the default model, tdb:brown-small: head and neuron ablations, every head ablated in
  * one batched call, steering, and an activation-patching sweep.
  * Run: `npx tsx examples/interventions.ts`
  */
-import { Model, ensureDefaultModel, steer, zeroHead, zeroNeuron, type Edit } from "../src/index.js";
+import { Model, steer, zeroHead, zeroNeuron, type Edit } from "../src/index.js";
 
-const model = await Model.load(await ensureDefaultModel());
+const model = await Model.load(); // tdb:brown-small
 const prompt = "When John and Mary went to the shops, John gave the bag to";
 
 // Ablate head 1.3 and neuron 17 of layer 0 at position 5; compare with the clean run.

@@ -1,11 +1,11 @@
 /**
  * The README's 30-second example. Run: `npx tsx examples/quickstart.ts`
  */
-import { Model, ensureDefaultModel } from "../src/index.js";
+import { Model } from "../src/index.js";
 
-// A local directory or a Hugging Face hub id ("onnx-community/gpt2-ONNX").
-// ensureDefaultModel() generates the embedded tiny GPT-2 (no network needed).
-const model = await Model.load(await ensureDefaultModel());
+// No id: tdb:brown-small, a small GPT-2 trained on the Brown corpus that ships with tdb-js
+// (offline). Or a local directory, a Hugging Face hub id ("onnx-community/gpt2-ONNX"), tdb:<name>.
+const model = await Model.load();
 
 const t = await model.trace("When John and Mary went to the shops, John gave the bag to");
 console.log(t.topK(5)); // next-token predictions

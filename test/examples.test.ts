@@ -1,5 +1,5 @@
 /**
- * The examples (and so the README's 30-second example) run as written on the embedded default model.
+ * The examples (and so the README's 30-second example) run as written on the default model, tdb:brown-small.
  */
 import { execFile } from "node:child_process";
 import { mkdtemp, readdir, rm } from "node:fs/promises";

@@ -20,6 +20,7 @@ import { tensorFromProto, tensorToProto } from "../onnx/tensor.js";
 import { gpt2Config, type Gpt2Config } from "../synthetic/config.js";
 import { buildGpt2Graph, unembedInitializerName } from "../synthetic/gpt2-graph.js";
 import { randomGpt2Weights } from "../synthetic/weights.js";
+import { gpt2HfConfig } from "../synthetic/write.js";
 import type { TrainModelSpec } from "./config.js";
 
 /** A trained parameter: its name (the initializer's), dims, current values, and whether it is decayed. */
@@ -74,37 +75,6 @@ function floatInitializers(model: ModelProto): { name: string; dims: number[]; d
   return out;
 }
 
-/** The GPT-2 `config.json` of a trained model (the keys Hugging Face's GPT2Config writes). */
-export function gpt2HfConfig(c: Gpt2Config, eos: number): Record<string, unknown> {
-  return {
-    _name_or_path: "tdb-js/trained-gpt2",
-    activation_function: "gelu_new",
-    architectures: ["GPT2LMHeadModel"],
-    attn_pdrop: 0,
-    bos_token_id: eos,
-    embd_pdrop: 0,
-    eos_token_id: eos,
-    initializer_range: 0.02,
-    layer_norm_epsilon: c.layer_norm_epsilon,
-    model_type: "gpt2",
-    n_ctx: c.n_positions,
-    n_embd: c.n_embd,
-    n_head: c.n_head,
-    n_inner: c.n_inner,
-    n_layer: c.n_layer,
-    n_positions: c.n_positions,
-    reorder_and_upcast_attn: false,
-    resid_pdrop: 0,
-    scale_attn_by_inverse_layer_idx: false,
-    scale_attn_weights: true,
-    tie_word_embeddings: false,
-    torch_dtype: "float32",
-    use_cache: true,
-    vocab_size: c.vocab_size,
-    ...(c.attn_only ? { tdb_attn_only: true } : {}),
-  };
-}
-
 /**
  * Resolves a model spec: builds the forward graph with the initial weights (GPT-2: seeded random
  * weights unless given; the unembedding `onnx::MatMul_N` is its own, untied parameter) and lists
@@ -135,7 +105,7 @@ export function resolveModel(spec: TrainModelSpec, seed: number): ResolvedModel 
       gpt2: cfg,
       // The merged decoder (with and without past keys/values), as transformers.js exports it.
       exportGraph: (values) => replaceInitializers(buildGpt2Graph(cfg, weights, { ...opts, variant: "merged" }), values),
-      hfConfig: (eos) => gpt2HfConfig(cfg, eos),
+      hfConfig: (eos) => gpt2HfConfig(cfg, eos, { name: "tdb-js/trained-gpt2", dropout: 0, initializerRange: 0.02, trained: true }),
     };
   }
   if (spec.kind !== "graph") {

@@ -80,11 +80,11 @@ describe("tdb trace", () => {
     expect(help.stdout).toMatch(/tdb trace/);
   });
 
-  it("without --model it generates and uses the embedded default model", async () => {
+  it("without --model it uses the shipped default model, tdb:brown-small, offline", async () => {
     const r = await tdb(["trace", "Hi", "--json", "--hooks", "hook_embed"], { TDB_HOME: home });
-    expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as { model: { source: string } };
-    expect(out.model.source).toBe(join(home, "models", "tiny-gpt2"));
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { model: { source: string; nLayers?: number } };
+    expect(out.model.source).toBe("tdb:brown-small");
   });
 });
 

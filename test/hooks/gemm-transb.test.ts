@@ -91,8 +91,10 @@ describe("Gemm(transB=1) exports", () => {
     expect(Math.abs(a.total - a.logitDiff)).toBeLessThan(1e-3 * Math.max(1, Math.abs(a.logitDiff)));
   });
 
-  it("a Conv1D weight whose dims fit neither layout is a typed error naming it", async () => {
+  it("a Conv1D weight whose dims fit neither layout is a typed error naming it, at load", async () => {
     // The plain export with one weight's dims swapped but transB left 0: [d_mlp, d_model] for c_fc.
+    // Every block's widths are checked against config.json at load (issue 12), so the error
+    // comes from Model.load, not from the first read of the weights.
     const dir = `${plainTm.dir}-baddims`;
     dirs.push(dir);
     await cp(plainTm.dir, dir, { recursive: true });
@@ -101,20 +103,16 @@ describe("Gemm(transB=1) exports", () => {
     const w = g.initializer("transformer.h.2.mlp.c_fc.weight")!;
     w.dims = [BigInt(FOUR_LAYER.n_inner), BigInt(FOUR_LAYER.n_embd)];
     await writeFile(join(dir, "onnx", "model.onnx"), encodeModel(proto));
-    const m = await Model.load(dir);
+    let err: unknown;
     try {
-      let err: unknown;
-      try {
-        void m.weights.blocks[2]!.W_in; // weights are read (and checked) on first use
-      } catch (e) {
-        err = e;
-      }
-      expect(err).toBeInstanceOf(TdbError);
-      expect((err as TdbError).code).toBe("E_UNSUPPORTED_GRAPH");
-      expect((err as TdbError).message).toMatch(/h\.2\/mlp\/c_fc/);
-      expect((err as TdbError).value).toEqual([FOUR_LAYER.n_inner, FOUR_LAYER.n_embd]);
-    } finally {
-      await m.dispose();
+      await (await Model.load(dir)).dispose();
+    } catch (e) {
+      err = e;
     }
+    expect(err).toBeInstanceOf(TdbError);
+    expect((err as TdbError).code).toBe("E_CONFIG_MISMATCH");
+    expect((err as TdbError).message).toMatch(/h\.2\/mlp\/c_fc/);
+    expect((err as TdbError).value).toBe(FOUR_LAYER.n_inner);
+    expect((err as TdbError).allowed).toBe(FOUR_LAYER.n_embd);
   });
 });

@@ -4,6 +4,7 @@
  * from `Shape(input_ids)` (older transformers' final Reshape, or any shape computed from a
  * graph input downstream of the row expansion).
  */
+import { budgetForChunks } from "../helpers/budget.js";
 import { cp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -49,7 +50,9 @@ async function expectSharedEqualsOneByOne(model: Model): Promise<void> {
   const c = await model.trace([[9, 30, 2, 99, 41, 5, 250, 18]], { hooks: ["blocks.2.hook_resid_pre"] });
   const variants = variantsFor(c);
   const shared = await model.intervene([PROMPT], [], { variants });
-  const sharedAll = await model.intervene([PROMPT], [], { variants, logits: "all", maxBatchBytes: 1 });
+  // One variant per chunk (each chunk also carries the clean row).
+  const maxBatchBytes = await budgetForChunks(model, { rows: variants.length + 1, chunk: 2, S: PROMPT.length, logitPositions: PROMPT.length, edits: variants.flat() });
+  const sharedAll = await model.intervene([PROMPT], [], { variants, logits: "all", maxBatchBytes });
   const plain = await model.intervene([PROMPT], [], { variants, logits: "all", prefixShare: false });
   expect(maxAbsDiff(sharedAll.edited.logits.data, plain.edited.logits.data)).toBeLessThan(1e-5);
   for (let i = 0; i < variants.length; i++) {
