@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { rename, rm, writeFile } from "node:fs/promises";
-import { fileSystemError } from "../io/node-files.js";
+import { writeAtomic } from "../io/write-atomic.js";
 import type { AssertionResult, CheckReport } from "./run.js";
 
 /**
@@ -73,12 +72,5 @@ export function junitXml(report: CheckReport): string {
 
 /** Writes {@link junitXml} to `path` atomically; an unwritable path is `E_FILE_SYSTEM`. */
 export async function writeJUnit(path: string, report: CheckReport): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  try {
-    await writeFile(tmp, junitXml(report));
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw fileSystemError(e, path, "write the JUnit report to");
-  }
+  await writeAtomic(path, junitXml(report), "write the JUnit report to");
 }

@@ -6,11 +6,12 @@
  *
  * @module
  */
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { ModelFiles } from "./files.js";
 import { tdbHome } from "./home.js";
 import { fileSystemError } from "./fs-error.js";
+import { writeAtomic } from "./write-atomic.js";
 import { hubBaseUrl, urlFiles, type FileCache, type HubOptions } from "./remote.js";
 
 export { isHubId, type HubOptions } from "./remote.js";
@@ -37,14 +38,12 @@ export function diskCache(dir: string): FileCache {
     },
     async put(relPath, bytes) {
       const local = join(dir, relPath);
-      const tmp = `${local}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
       try {
         await mkdir(dirname(local), { recursive: true });
-        await writeFile(tmp, bytes);
-        await rename(tmp, local);
       } catch (e) {
-        throw fileSystemError(e, (e as { path?: string }).path ?? local, "write to the hub cache (cacheDir or $TDB_HOME)");
+        throw fileSystemError(e, (e as { path?: string }).path ?? dirname(local), "create the hub cache directory (cacheDir or $TDB_HOME)");
       }
+      await writeAtomic(local, bytes, "write to the hub cache (cacheDir or $TDB_HOME)");
     },
   };
 }

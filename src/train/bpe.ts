@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { gpt2TokenizerConfig } from "../synthetic/tokenizer-config.js";
 import { TdbError } from "../base/errors.js";
 
 /** The end-of-text token's text. */
@@ -521,21 +522,7 @@ export class BpeTokenizer {
         merges: merges.map(([a, b]) => `${tokens[a]!} ${tokens[b]!}`),
       },
     };
-    const tokenizerConfig = {
-      add_bos_token: false,
-      add_prefix_space: false,
-      added_tokens_decoder: {
-        [String(eosId)]: { content: eos, lstrip: false, normalized: true, rstrip: false, single_word: false, special: true },
-      },
-      bos_token: eos,
-      clean_up_tokenization_spaces: false,
-      eos_token: eos,
-      errors: "replace",
-      model_max_length: options.modelMaxLength ?? 1024,
-      pad_token: null,
-      tokenizer_class: "GPT2Tokenizer",
-      unk_token: eos,
-    };
+    const tokenizerConfig = gpt2TokenizerConfig(eos, eosId, options.modelMaxLength);
     return { tokenizer, tokenizerConfig };
   }
 }

@@ -11,7 +11,8 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { writeAtomic } from "../io/write-atomic.js";
 import { TdbError } from "../base/errors.js";
 import type { DataPosition } from "./data.js";
 
@@ -73,14 +74,7 @@ export async function writeCheckpoint(path: string, s: CheckpointState): Promise
   head.set(new TextEncoder().encode(MAGIC), 0);
   new DataView(head.buffer).setUint32(8, json.length, true);
   head.set(json, 12);
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  try {
-    await writeFile(tmp, [head, ...chunks]);
-    await rename(tmp, path);
-  } catch (cause) {
-    await rm(tmp, { force: true });
-    throw new TdbError("E_FILE_SYSTEM", `cannot write checkpoint ${path}: ${(cause as Error).message}`, { value: path, cause });
-  }
+  await writeAtomic(path, [head, ...chunks], "write the checkpoint");
 }
 
 function corrupt(path: string, why: string): TdbError {

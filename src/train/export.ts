@@ -5,24 +5,15 @@
  *
  * @module
  */
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { TdbError } from "../base/errors.js";
+import { writeAtomic } from "../io/write-atomic.js";
 import { encodeModel } from "../onnx/proto.js";
 import { buildGpt2Tokenizer, GPT2_VOCAB_SIZE } from "../synthetic/tokenizer.js";
 import type { TokenizerSource } from "./config.js";
 import type { ResolvedModel } from "./graph.js";
 
-async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } catch (cause) {
-    await rm(tmp, { force: true });
-    throw new TdbError("E_FILE_SYSTEM", `cannot write ${path}: ${(cause as Error).message}`, { value: path, cause });
-  }
-}
 
 const json = (v: unknown) => JSON.stringify(v, null, 2) + "\n";
 
