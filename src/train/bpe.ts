@@ -438,7 +438,7 @@ export class BpeTokenizer {
    * ```
    */
   encodeDocuments(texts: Iterable<string>): Uint16Array {
-    if (this.vocabSize > MAX_BPE_VOCAB) throw new TdbError("E_BAD_INPUT", "vocabulary too large for Uint16Array", { value: this.vocabSize });
+    if (this.vocabSize > MAX_BPE_VOCAB) throw new TdbError("E_BAD_INPUT", "vocabulary too large for Uint16Array", { value: this.vocabSize, allowed: `<= ${MAX_BPE_VOCAB} tokens` });
     const parts: Uint16Array[] = [];
     let total = 0;
     let chunk: number[] = [];

@@ -12,6 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { fileSystemError } from "../io/fs-error.js";
 import { writeAtomic } from "../io/write-atomic.js";
 import { TdbError } from "../base/errors.js";
 import type { DataPosition } from "./data.js";
@@ -91,7 +92,7 @@ export async function readCheckpoint(path: string): Promise<CheckpointState> {
   try {
     buf = await readFile(path);
   } catch (cause) {
-    throw new TdbError("E_FILE_SYSTEM", `cannot read checkpoint ${path}: ${(cause as Error).message}`, { value: path, cause });
+    throw fileSystemError(cause, path, "read the checkpoint");
   }
   if (buf.length < 12 || buf.subarray(0, 8).toString("latin1") !== MAGIC) throw corrupt(path, "no TDBCKPT1 magic");
   const len = buf.readUInt32LE(8);

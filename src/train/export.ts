@@ -8,6 +8,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { TdbError } from "../base/errors.js";
+import { fileSystemError } from "../io/fs-error.js";
 import { writeAtomic } from "../io/write-atomic.js";
 import { encodeModel } from "../onnx/proto.js";
 import { buildGpt2Tokenizer, GPT2_VOCAB_SIZE } from "../synthetic/tokenizer.js";
@@ -69,12 +70,12 @@ export async function tokenizerFiles(source: TokenizerSource, vocabSize: number,
 /** Writes the model directory `dir` from a resolved model, trained parameter values and tokenizer files (see {@link tokenizerFiles}). */
 export async function writeTrainedModel(dir: string, m: ResolvedModel, values: ReadonlyMap<string, Float32Array>, tok: TokenizerFiles): Promise<void> {
   if (!m.hfConfig) {
-    throw new TdbError("E_BAD_OPTION", "writing a model directory of a graph model needs model.hfConfig (config.json)", { value: "hfConfig" });
+    throw new TdbError("E_BAD_OPTION", "writing a model directory of a graph model needs model.hfConfig (config.json)", { value: "hfConfig", allowed: "model.hfConfig" });
   }
   try {
     await mkdir(join(dir, "onnx"), { recursive: true });
   } catch (cause) {
-    throw new TdbError("E_FILE_SYSTEM", `cannot create ${dir}: ${(cause as Error).message}`, { value: dir, cause });
+    throw fileSystemError(cause, dir, "create the model directory");
   }
   await writeAtomic(join(dir, "tokenizer.json"), tok.tokenizerJson);
   await writeAtomic(join(dir, "tokenizer_config.json"), tok.tokenizerConfigJson);

@@ -111,20 +111,20 @@ function stderrSink(): ProgressSink {
  * ```
  */
 export async function train(config: TrainConfig): Promise<TrainResult> {
-  if (typeof config !== "object" || config === null) throw new TdbError("E_BAD_OPTION", "train() needs a config object", { value: config });
+  if (typeof config !== "object" || config === null) throw new TdbError("E_BAD_OPTION", "train() needs a config object", { value: config === null ? null : typeof config, allowed: "a TrainConfig object" });
   const steps = positiveInt("steps", config.steps);
   const batchSize = positiveInt("batchSize", config.batchSize);
   const seed = config.seed ?? 0;
-  if (!Number.isInteger(seed)) throw new TdbError("E_BAD_OPTION", "seed must be an integer", { value: seed });
+  if (!Number.isInteger(seed)) throw new TdbError("E_BAD_OPTION", "seed must be an integer", { value: seed, allowed: "an integer" });
   const threads = config.threads === undefined ? 2 : positiveInt("threads", config.threads);
   const evalInterval = nonNegativeInt("evalInterval", config.evalInterval, 0);
   const ckptInterval = nonNegativeInt("checkpointInterval", config.checkpointInterval, 0);
   const stopAfter = config.stopAfter === undefined ? Infinity : positiveInt("stopAfter", config.stopAfter);
   const maxEvalBatches = config.evalBatches === undefined ? 64 : positiveInt("evalBatches", config.evalBatches);
   if (!config.data || !(config.data.train instanceof Int32Array || config.data.train instanceof Uint16Array || config.data.train instanceof Uint32Array)) {
-    throw new TdbError("E_BAD_INPUT", "data.train must be an Int32Array, Uint16Array or Uint32Array of token ids", { value: typeof config.data?.train });
+    throw new TdbError("E_BAD_INPUT", "data.train must be an Int32Array, Uint16Array or Uint32Array of token ids", { value: typeof config.data?.train, allowed: "Int32Array | Uint16Array | Uint32Array" });
   }
-  if (config.resume && !config.checkpoint) throw new TdbError("E_BAD_OPTION", "resume needs a checkpoint path", { value: config.resume });
+  if (config.resume && !config.checkpoint) throw new TdbError("E_BAD_OPTION", "resume needs a checkpoint path", { value: config.resume, allowed: "resume with a checkpoint path" });
 
   const m = resolveModel(config.model, seed);
   const seqLen = config.seqLen === undefined ? m.nCtx : positiveInt("seqLen", config.seqLen);
@@ -141,7 +141,7 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
     throw new TdbError("E_BAD_INPUT", `data.validMask has ${config.data.validMask.length} entries for ${valid?.length ?? 0} held-out tokens`, { value: config.data.validMask.length, allowed: valid?.length ?? 0 });
   }
   if (config.outDir && !m.hfConfig) {
-    throw new TdbError("E_BAD_OPTION", "writing a model directory (outDir) of a graph model needs model.hfConfig (its config.json)", { value: config.outDir });
+    throw new TdbError("E_BAD_OPTION", "writing a model directory (outDir) of a graph model needs model.hfConfig (its config.json)", { value: config.outDir, allowed: "model.hfConfig, or no outDir" });
   }
   // The tokenizer of the written model, read (or built) before training so that a bad one fails early.
   const tokFiles = config.outDir ? await tokenizerFiles(config.tokenizer ?? "gpt2", m.vocabSize, m.nCtx) : undefined;
@@ -219,7 +219,7 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
     }
     if (count === 0) throw new TdbError("E_BAD_INPUT", `data.valid holds no window of ${seqLen + 1} tokens with a counted target`, { value: valid.length, allowed: `>= ${seqLen + 1} tokens` });
     const loss = sum / count;
-    if (!Number.isFinite(loss)) throw new TdbError("E_NON_FINITE", `the held-out loss is ${loss} at step ${step}`, { value: loss });
+    if (!Number.isFinite(loss)) throw new TdbError("E_NON_FINITE", `the held-out loss is ${loss} at step ${step}`, { value: loss, allowed: "a finite loss" });
     validLoss = loss;
     evals.push({ step, loss });
     reporter.report(event("eval", loss));
