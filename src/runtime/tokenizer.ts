@@ -1,10 +1,12 @@
 /**
- * Tokenizer loading through transformers.js, from any {@link ModelFiles} source.
+ * Tokenizer loading from any {@link ModelFiles} source: tdb-js's own byte-level BPE for GPT-2
+ * family files, transformers.js for everything else.
  *
  * @module
  */
 import { TdbError } from "../base/errors.js";
 import { readText, type ModelFiles } from "../io/files.js";
+import { ByteLevelBpeTokenizer } from "./bpe-tokenizer.js";
 
 /**
  * What tdb-js uses of a tokenizer; a transformers.js tokenizer (what `loadTokenizer`
@@ -45,11 +47,26 @@ async function readJson(files: ModelFiles, name: string): Promise<Record<string,
 }
 
 /**
- * Loads the transformers.js tokenizer class named by `tokenizer_config.json`
- * (`tokenizer_class`, e.g. `GPT2Tokenizer`), as `AutoTokenizer` would.
+ * Which implementation a tokenizer from {@link loadTokenizer} is: `"tdb-bpe"`, tdb-js's own
+ * byte-level BPE (GPT-2 family, built without importing transformers.js), or
+ * `"transformers.js"`, the transformers.js class every other tokenizer falls back to.
+ */
+export function tokenizerImplementation(tokenizer: Tokenizer): "tdb-bpe" | "transformers.js" {
+  return tokenizer instanceof ByteLevelBpeTokenizer ? "tdb-bpe" : "transformers.js";
+}
+
+/**
+ * Loads the tokenizer of `tokenizer.json` and `tokenizer_config.json`. Byte-level BPE files of
+ * the GPT-2 family get tdb-js's own tokenizer (`ByteLevelBpeTokenizer` in bpe-tokenizer.ts: same ids and
+ * text as transformers.js, without importing it, which costs about a second); every other
+ * file, and any setting that one does not implement (`byteLevelBpeUnsupported`), gets the
+ * transformers.js class named by `tokenizer_config.json` (`tokenizer_class`, e.g.
+ * `GPT2Tokenizer`), as `AutoTokenizer` would.
  */
 export async function loadTokenizer(files: ModelFiles): Promise<Tokenizer> {
   const [json, config] = await Promise.all(TOKENIZER_FILES.map((f) => readJson(files, f)));
+  const fast = ByteLevelBpeTokenizer.build(json, config);
+  if (fast !== null) return fast;
   const tf = (await import("@huggingface/transformers")) as unknown as Record<string, unknown>;
   const name = typeof config!.tokenizer_class === "string" ? config!.tokenizer_class.replace(/Fast$/, "") : "PreTrainedTokenizer";
   const cls = (tf[name] ?? tf.PreTrainedTokenizer) as new (j: unknown, c: unknown) => Tokenizer;
