@@ -11,8 +11,8 @@
  */
 import { TdbError } from "../base/errors.js";
 
-/** GPT-2's pre-tokenization pattern (contractions, letters, digits, other, whitespace runs). */
-const GPT2_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
+/** GPT-2's pre-tokenization pattern (contractions, letters, digits, other, whitespace runs; global, unicode). */
+export const GPT2_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
 
 /**
  * GPT-2's reversible byte-to-character map: printable Latin-1 bytes map to themselves, the
@@ -26,7 +26,8 @@ function byteToCharTable(): string[] {
   return table;
 }
 
-const BYTE_TO_CHAR = byteToCharTable();
+/** GPT-2's byte-to-character map: `BYTE_TO_CHAR[b]` is how byte `b` appears in byte-level BPE tokens. */
+export const BYTE_TO_CHAR: readonly string[] = byteToCharTable();
 const CHAR_TO_BYTE = new Map<string, number>(BYTE_TO_CHAR.map((c, b) => [c, b]));
 
 /** The subset of the Hugging Face `tokenizer.json` layout this module reads. */

@@ -27,32 +27,26 @@
  *
  * @module
  */
+import { BYTE_TO_CHAR, GPT2_SPLIT } from "../runtime/bpe-tokenizer.js";
 import { gpt2TokenizerConfig } from "../synthetic/tokenizer-config.js";
 import { TdbError } from "../base/errors.js";
 
 /** The end-of-text token's text. */
 export const END_OF_TEXT = "<|endoftext|>";
 
-/** GPT-2's pre-tokenizer pattern (global, unicode). */
-export const GPT2_PRETOKENIZE = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
+/** GPT-2's pre-tokenizer pattern (global, unicode); the one the runtime's tokenizer uses. */
+export const GPT2_PRETOKENIZE = GPT2_SPLIT;
 
 /** Largest vocabulary: ids must fit the `Uint16Array` token streams. */
 export const MAX_BPE_VOCAB = 65536;
 
-/** Byte values in GPT-2's token-id order (printable bytes first), and each byte's character. */
-function gpt2Bytes(): { order: number[]; char: string[] } {
-  const order: number[] = [];
-  for (let b = 0; b < 256; b++) if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) order.push(b);
-  const char: string[] = new Array(256);
-  for (const b of order) char[b] = String.fromCharCode(b);
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (char[b] === undefined) {
-      order.push(b);
-      char[b] = String.fromCharCode(256 + n++);
-    }
-  }
-  return { order, char };
+/**
+ * Byte values in GPT-2's token-id order (printable bytes first, then the others: ascending by the
+ * character each maps to), and each byte's character.
+ */
+function gpt2Bytes(): { order: number[]; char: readonly string[] } {
+  const order = Array.from({ length: 256 }, (_, b) => b).sort((a, b) => BYTE_TO_CHAR[a]!.charCodeAt(0) - BYTE_TO_CHAR[b]!.charCodeAt(0));
+  return { order, char: BYTE_TO_CHAR };
 }
 
 const BYTES = gpt2Bytes();
