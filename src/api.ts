@@ -99,5 +99,63 @@ export { textDocuments, jsonlDocuments, type ByteChunks, type TextOptions, type 
 export { trainBpe, BpeTokenizer, type BpeModel, type BpeTrainOptions, type TokenizerFiles } from "./train/bpe.js";
 export { ngramBaselines, natsPerTokenToBitsPerChar, type NgramBaselines, type HeldOutLoss } from "./train/baselines.js";
 
+// Sparse autoencoders: evaluation metrics and synthetic ground truth (platform-free)
+export {
+  mse,
+  normalizedMse,
+  explainedVariance,
+  explainedVarianceLegacy,
+  l0,
+  featureDensity,
+  deadFraction,
+  denseFraction,
+  densityHistogram,
+  densityHistogramSvg,
+  maxCosineSimilarities,
+  mmcs,
+  ceLossRecovered,
+  type Matrix,
+  type DensityHistogram,
+  type DensityHistogramOptions,
+  type HistogramSvgOptions,
+  type MmcsOptions,
+  type CeLosses,
+} from "./sae/metrics.js";
+export {
+  syntheticFeatures,
+  type SyntheticOptions,
+  type SyntheticFeatures,
+  type SyntheticBatch,
+  type FeatureFrequencies,
+  type FeatureMagnitudes,
+  type FeatureCorrelation,
+} from "./sae/synthetic.js";
+
+// Sparse autoencoders: the model, SAELens files (read from any ModelFiles), safetensors (platform-free)
+export {
+  Sae,
+  SAE_ARCHITECTURES,
+  SAE_NORMALIZATIONS,
+  estimateNormScalingFactor,
+  type SaeConfig,
+  type SaeWeights,
+  type SaeWeightName,
+  type SaeArchitecture,
+  type SaeNormalization,
+  type SaeOptions,
+  type SaeCompute,
+  type DecodeOptions,
+} from "./sae/sae.js";
+export { loadSae, saeFiles, type LoadSaeOptions } from "./sae/saelens.js";
+export {
+  readSafetensors,
+  writeSafetensors,
+  tensorToFloat32,
+  type SafeTensor,
+  type SafetensorsFile,
+  type SafetensorsDtype,
+  type TensorToWrite,
+} from "./sae/safetensors.js";
+
 // Errors
 export { TdbError, type TdbErrorCode, type TdbErrorDetails } from "./base/errors.js";

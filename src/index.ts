@@ -57,6 +57,9 @@ export {
   type TokenSpec,
 } from "./check/spec.js";
 
+// Sparse autoencoders written to disk in SAELens's layout (Node: files)
+export { saveSae } from "./sae/save.js";
+
 // Training (Node: checkpoints and model directories go to disk)
 export { train } from "./train/train.js";
 export { prepareBrown, type PrepareBrownOptions, type PreparedBrown } from "./train/brown-data.js";

@@ -41,3 +41,7 @@ export { PreTokenCounts, trainBpeFromCounts, preTokenize, byteChar, GPT2_PRETOKE
 export { unigramLoss, bigramLoss, kneserNeyBigram, type KneserNeyBigram } from "./train/baselines.js";
 export { DEFAULT_MODEL_ID } from "./runtime/options.js";
 export { defaultBudget, planChunks, rowBytes, MAX_CHUNK_BYTES, FALLBACK_BUDGET_BYTES, DEFAULT_BUDGET_SHARE, type ChunkPlan, type RowBytes } from "./runtime/memory.js";
+export { ONNX_MIN_MACS, requiredWeights, weightShape } from "./sae/sae.js";
+export { parseSaeConfig, saeConfigJson, SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME } from "./sae/saelens.js";
+export { SAFETENSORS_DTYPES, FLOAT_DTYPES, MAX_HEADER_BYTES } from "./sae/safetensors.js";
+export { DENSE_THRESHOLD } from "./sae/metrics.js";

@@ -34,7 +34,9 @@ export type TdbErrorCode =
   | "E_BAD_SPEC"
   | "E_CHECKPOINT"
   | "E_CHECKPOINT_MISMATCH"
-  | "E_MEMORY_BUDGET";
+  | "E_MEMORY_BUDGET"
+  | "E_SAFETENSORS"
+  | "E_SAE_CONFIG";
 
 /** Details carried by a {@link TdbError}. */
 export interface TdbErrorDetails {
