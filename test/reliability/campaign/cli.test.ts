@@ -16,6 +16,7 @@ let tm: TestModel;
 beforeAll(async () => {
   tm = await makeTestModel();
   await writeFile(join(tm.dir, "not-a-dir.txt"), "x");
+  await writeFile(join(tm.dir, "bad-spec.yaml"), "assertions:\n  - id: a\n    kind: explode\n");
 });
 afterAll(async () => {
   await tm?.cleanup();
@@ -23,7 +24,7 @@ afterAll(async () => {
 });
 
 const P = "Hello there friend";
-type Want = { exit: 0 } | { exit: 1; code: string | string[] } | { exit: 2 };
+type Want = { exit: 0 } | { exit: 1; code: string | string[] } | { exit: 2; code?: string };
 interface CliCase {
   what: string;
   /** Arguments; `@model` is replaced by `--model <test model>`. */
@@ -86,6 +87,14 @@ const CASES: CliCase[] = [
   { what: "attribute: --top -1", args: ["attribute", P, "--target", " a", "--distractor", " b", "--top", "-1", M], want: usage },
   { what: "attribute: --head (not taken)", args: ["attribute", P, "--target", " a", "--distractor", " b", "--head", "0.0", M], want: usage },
   { what: "attribute: --model missing", args: ["attribute", P, "--target", " a", "--distractor", " b", "--model", "/nonexistent/tdb-model"], want: err("E_MISSING_FILE") },
+  // check
+  { what: "check: no spec", args: ["check", M], want: usage },
+  { what: "check: two specs", args: ["check", "a.yaml", "b.yaml", M], want: usage },
+  { what: "check: a spec file that does not exist", args: ["check", "/nonexistent/spec.yaml", M], want: { exit: 2, code: "E_FILE_SYSTEM" } },
+  { what: "check: a spec that is not a spec", args: ["check", "@badspec", M], want: { exit: 2, code: "E_BAD_SPEC" } },
+  // train
+  { what: "train: no --config", args: ["train"], want: usage },
+  { what: "train: a config file that does not exist", args: ["train", "--config", "/nonexistent/run.json"], want: err("E_FILE_SYSTEM", "E_MISSING_FILE", "E_BAD_INPUT") },
 ];
 
 /** A stack frame line as Node prints them ("    at f (file:1:2)"). */
@@ -110,7 +119,7 @@ function classify(c: CliCase, json: boolean, r: CliRun): { outcome: Outcome; det
     const e = (v as { error?: { code?: string; message?: string } }).error;
     if (c.want.exit === 0) return e ? { outcome: "wrong-code", detail: `error ${e.code}` } : { outcome: "fine", detail: "" };
     if (!e || typeof e.message !== "string" || !e.message) return { outcome: "incomplete", detail: `no error object with a message: ${text.slice(0, 200)}` };
-    const want = c.want.exit === 2 ? ["E_USAGE"] : [c.want.code].flat();
+    const want = c.want.exit === 2 ? [c.want.code ?? "E_USAGE"] : [c.want.code].flat();
     if (!want.includes(e.code ?? "")) return { outcome: "wrong-code", detail: `${e.code} (${e.message}); expected ${want.join("|")}` };
     return { outcome: "typed", detail: e.code! };
   }
@@ -125,7 +134,7 @@ describe.concurrent("bad-input campaign: tdb command line", () => {
   for (const c of CASES) {
     for (const json of [false, true]) {
       it(`${c.what}${json ? " --json" : ""}`, async () => {
-        const args = c.args.flatMap((a) => (a === M ? ["--model", tm.dir] : a === "@file" ? [join(tm.dir, "not-a-dir.txt")] : [a]));
+        const args = c.args.flatMap((a) => (a === M ? ["--model", tm.dir] : a === "@file" ? [join(tm.dir, "not-a-dir.txt")] : a === "@badspec" ? [join(tm.dir, "bad-spec.yaml")] : [a]));
         const r = await tdb(json ? [...args, "--json"] : args);
         const { outcome, detail } = classify(c, json, r);
         outcomes.push({ entry: `cli ${c.args[0] ?? "(none)"}`, what: `${c.what}${json ? " --json" : ""}`, outcome, detail });
