@@ -148,6 +148,16 @@ export {
 } from "./sae/sae.js";
 export { loadSae, saeFiles, type LoadSaeOptions } from "./sae/saelens.js";
 export {
+  trainSae,
+  SAE_TRAIN_ARCHITECTURES,
+  type TrainSaeOptions,
+  type TrainedSae,
+  type TrainedSaeTensor,
+  type SaeTrainProgress,
+  type SaeTrainArchitecture,
+  type SaeActivations,
+} from "./sae/train.js";
+export {
   readSafetensors,
   writeSafetensors,
   tensorToFloat32,
