@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { intAttr } from "../attributes.js";
+import { nonNegativeAxis } from "./axis.js";
 import type { GradContext } from "../rule.js";
 
 function gatherElements(ctx: GradContext): (string | undefined)[] {
@@ -15,12 +15,7 @@ function gatherElements(ctx: GradContext): (string | undefined)[] {
   const { e } = ctx;
   const data = ctx.input(0);
   const indices = ctx.input(1);
-  let axis = intAttr(ctx.node, "axis", 0);
-  if (axis < 0) {
-    const r = ctx.facts.rank(data);
-    if (r === undefined) ctx.fail(`axis ${axis} needs the rank of ${data}, which is not known statically`);
-    axis += r;
-  }
+  const axis = nonNegativeAxis(ctx, data);
   const zeros = e.zerosLike(data);
   if (e.opset >= 16) return [e.op("ScatterElements", [zeros, indices, ctx.dy()], { axis, reduction: "add" })];
   const along = ctx.facts.dims(indices)?.[axis];

@@ -8,6 +8,7 @@
  */
 import { TensorProto_DataType as DT } from "onnx-buf";
 import { intAttr } from "../attributes.js";
+import { nonNegativeAxis } from "./axis.js";
 import type { Emitter } from "../emitter.js";
 import type { GradContext } from "../rule.js";
 
@@ -32,12 +33,7 @@ function gather(ctx: GradContext): (string | undefined)[] {
   const { e } = ctx;
   const data = ctx.input(0);
   const dy = ctx.dy();
-  let axis = intAttr(ctx.node, "axis", 0);
-  if (axis < 0) {
-    const r = ctx.facts.rank(data);
-    if (r === undefined) ctx.fail(`axis ${axis} needs the rank of ${data}, which is not known statically`);
-    axis += r;
-  }
+  const axis = nonNegativeAxis(ctx, data);
   const shape = e.shape(data);
   const rows = e.op("Gather", [shape, e.ints([axis], [])], { axis: 0 }); // a scalar
   const index = wrapIndices(e, ctx.input(1), rows);
