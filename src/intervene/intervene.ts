@@ -6,7 +6,7 @@
  */
 import { array, boolean, object, oneOf, positiveNumber } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
-import type { HookName } from "../hooks/names.js";
+import { parseHookName, type HookName } from "../hooks/names.js";
 import type { ModelRuntime } from "../runtime/runtime.js";
 import { defaultBudget, planChunks, rowBytes } from "../runtime/memory.js";
 import type { EditFeed, HookSelector, ModelInput } from "../runtime/options.js";
@@ -91,7 +91,11 @@ export async function intervene(model: ModelRuntime, input: ModelInput, edits: r
     // Both results are kept (the clean one unless given): plan for two rows per prompt row.
     const B = batch.rows.length;
     const runs = opts.clean ? 1 : 2;
-    const one = rowBytes(model.config, S, logitRows, hooks, await editTargets(model, edits, S, { rows: B }));
+    // Edit feeds sized by the edited hooks' names (an upper bound: a hook_result edit becomes a
+    // smaller hook_z feed), without resolving the edits: resolving would trace resample sources
+    // once more before compileEdits traces them.
+    const editedHooks = [...new Set(edits.map((e) => parseHookName(e.hook, model.config.nLayers).name))];
+    const one = rowBytes(model.config, S, logitRows, hooks, editedHooks);
     const plan = planChunks(B * runs, one, budget, `intervene on ${B} rows x ${S} positions`);
     const chunk = Math.max(1, Math.floor(plan.chunkRows / runs));
     const inChunks = async (rowEdits: readonly (readonly Edit[])[] | undefined): Promise<Trace> => {
