@@ -65,6 +65,12 @@ export interface AttributionGraph {
   valueWriteNorm: string[];
   /** Per layer, `v[k, h] W_O[h] . g[q]` with g the gradient of the residual the loss reads: [batch, head, key_pos, query_pos]. */
   valueWriteDotGrad: string[];
+  /** The extra hooks asked for (`gradHooks` of {@link buildAttributionGraph}), in that order. */
+  hooks: HookName[];
+  /** Output names of those hooks' values (shaped as the hooks). */
+  hookValues: string[];
+  /** Output names of the loss's gradients w.r.t. those hooks (shaped as the hooks). */
+  hookGrads: string[];
 }
 
 /** The value of the final LayerNorm's scale, to hold constant. */
@@ -81,12 +87,17 @@ function finalLnScale(g: OnnxGraph, model: ModelRuntime): string {
   return scale;
 }
 
-/** Builds the attribution graph of `model` for `loss`. */
-export function buildAttributionGraph(model: ModelRuntime, loss: AttributionLoss, detachFinalLnScale: boolean): AttributionGraph {
+/**
+ * Builds the attribution graph of `model` for `loss`. `gradHooks` (e.g. the hooks SAEs read)
+ * adds those hooks' values and the loss's gradients w.r.t. them (the total derivative through
+ * everything downstream of the hook) to the outputs; without it the graph is the plain one.
+ */
+export function buildAttributionGraph(model: ModelRuntime, loss: AttributionLoss, detachFinalLnScale: boolean, gradHooks: readonly HookName[] = []): AttributionGraph {
   const L = model.config.nLayers;
   const H = model.config.nHeads;
   const reads: HookName = loss.kind === "value" ? loss.reads : `blocks.${L - 1}.hook_resid_post`;
   const hooks: HookName[] = ["hook_embed", reads];
+  for (const h of gradHooks) if (!hooks.includes(h)) hooks.push(h);
   // MLP activations stay inside the graph (their columns and top-k are computed there).
   for (let l = 0; l < L; l++) hooks.push(`blocks.${l}.attn.hook_pattern`, `blocks.${l}.attn.hook_v`);
   const patched = buildPatchedGraph(model.base, model.hookMap, model.config, { hooks, selectLogits: true });
@@ -117,6 +128,7 @@ export function buildAttributionGraph(model: ModelRuntime, loss: AttributionLoss
   const wrt = [value("hook_embed"), value(reads)];
   for (const l of mlpLayers) wrt.push(value(`blocks.${l}.mlp.hook_post`));
   for (let l = 0; l < L; l++) wrt.push(value(`blocks.${l}.attn.hook_pattern`));
+  for (const h of gradHooks) if (!wrt.includes(value(h))) wrt.push(value(h));
   const stop: string[] = [];
   if (detachFinalLnScale) stop.push(finalLnScale(g, model));
   if (loss.kind === "value") for (const h of loss.stop ?? []) stop.push(value(h));
@@ -184,5 +196,8 @@ export function buildAttributionGraph(model: ModelRuntime, loss: AttributionLoss
     neuronTokenTotals,
     valueWriteNorm,
     valueWriteDotGrad,
+    hooks: [...gradHooks],
+    hookValues: gradHooks.map(out),
+    hookGrads: gradHooks.map((h) => grad(value(h))),
   };
 }

@@ -10,6 +10,11 @@
  * - Attention head node: activation A = pattern[h, q, k]; write A ||v[k,h] W_O[h]||; direct
  *   A (v[k,h] W_O[h] . g[q]); total A dL/dA.
  * - Token embedding: activation and write ||e[t]||; direct e[t] . g[t]; total sum_d e dL/de.
+ * - SAE latent (with `saes`): activation f_i (the SAE's own forward rule on the hook's value);
+ *   write |f_i| ||W_dec[i] / s|| (mapped through W_out or W_O for SAEs on `mlp.hook_post` or
+ *   `attn.hook_z`); direct f_i (W_dec[i] / s . g[t]) (mapped likewise); total f_i dL/df_i =
+ *   f_i (dL/dx[t] . W_dec[i] / s), the error term kept. `s` undoes the SAE's input
+ *   normalisation (see {@link SaeLike} and the latents module).
  *
  * @module
  */
@@ -25,20 +30,26 @@ import { buildAttributionGraph, LOSS_WEIGHTS_INPUT, NEURON_DIRECT_MASK_INPUT, TO
 import { lossWeights, residualGradient, resolveLogitDiff, unembedDirection } from "./loss.js";
 import { LOGIT_POSITIONS_INPUT } from "../runtime/patched-graph.js";
 import { resolvePosition } from "../base/positions.js";
+import { latentColumns, latentPreDirection, readsFor, residualPoint, resolveSae, resolveSaes, type LatentEntry, type ResolvedSae, type SaeLike, type SaeTerms } from "./latents.js";
 
-/** Node kinds of the table. */
-export type NodeType = "mlp_neuron" | "attention_head" | "token_embedding";
-const NODE_TYPES: readonly NodeType[] = ["mlp_neuron", "attention_head", "token_embedding"];
+/** Node kinds of the table (`sae_latent` only with `saes`). */
+export type NodeType = "mlp_neuron" | "attention_head" | "token_embedding" | "sae_latent";
+const NODE_TYPES: readonly NodeType[] = ["mlp_neuron", "attention_head", "token_embedding", "sae_latent"];
+
+/** How many nodes of each type were scored (`sae_latent`: positions x d_sae summed over the SAEs, present only with `saes`). */
+export type NodeCounts = Record<Exclude<NodeType, "sae_latent">, number> & { sae_latent?: number };
 
 /** One row of the node table. */
 export interface AttributionNode {
   type: NodeType;
-  /** Stable id: `mlp.L.I@T`, `attn.L.H@Q:K`, `embed@T`. */
+  /** Stable id: `mlp.L.I@T`, `attn.L.H@Q:K`, `embed@T`, `sae.<hook>.<latent>@T`. */
   id: string;
   layer?: number;
   head?: number;
-  /** Neuron index. */
+  /** Neuron index, or the latent's index for SAE latents. */
   index?: number;
+  /** The hook an SAE latent's SAE reads. */
+  hook?: string;
   /** Token position (the query position for attention nodes). */
   position: number;
   /** Key position of attention nodes. */
@@ -62,10 +73,20 @@ export interface NodeTable {
   loss: number;
   /** Token strings of the prompt. */
   tokens: string[];
-  /** Sum of the total effects of the nodes at each token (neurons and embeddings at it, attention nodes by key position): Transformer Debugger's token heatmap. */
+  /**
+   * Sum of the total effects of the nodes at each token (neurons and embeddings at it, attention
+   * nodes by key position): Transformer Debugger's token heatmap. SAE latents are not added: they
+   * re-express a hook's value that the model's own nodes already account for.
+   */
   tokenEffects: { position: number; token: string; totalEffect: number }[];
   /** How many nodes of each type were scored. */
-  counts: Record<NodeType, number>;
+  counts: NodeCounts;
+  /**
+   * With `saes`, per SAE: the error term's and the decoder bias's total effects at each position.
+   * At each position, the latents' total effects + `biasEffect` + `errorEffect` = x . dL/dx (the
+   * hook's own activation x gradient).
+   */
+  saeTerms?: SaeTerms[];
   /** Top and bottom logits at the last position (attribute only). */
   topLogits?: TopToken[];
   bottomLogits?: TopToken[];
@@ -83,12 +104,20 @@ export interface AttributeOptions {
   detachFinalLnScale?: boolean;
   /** Prepend BOS to a string prompt. [default: true] */
   prependBos?: boolean;
+  /**
+   * Sparse autoencoders whose latents become nodes (`sae_latent`), one per hook; each names its
+   * hook in `config.hookName` (residual stream, attention or MLP output, `mlp.hook_post`,
+   * `attn.hook_z`). [default: none]
+   */
+  saes?: readonly SaeLike[];
 }
 
 /** A node to trace upstream from. */
 export type UpstreamNode =
   | { type: "mlp_neuron"; layer: number; index: number; position: number }
-  | { type: "attention_head"; layer: number; head: number; position: number; keyPosition: number };
+  | { type: "attention_head"; layer: number; head: number; position: number; keyPosition: number }
+  /** An SAE latent: the loss is its encoder pre-activation at `position`. */
+  | { type: "sae_latent"; sae: SaeLike; latent: number; position: number };
 
 /** Options of {@link Model.traceUpstream}. */
 export interface UpstreamOptions {
@@ -105,15 +134,17 @@ export interface UpstreamOptions {
   topK?: number;
   nodeTypes?: readonly NodeType[];
   prependBos?: boolean;
+  /** SAEs whose latents are upstream nodes of the table (as in {@link AttributeOptions.saes}). */
+  saes?: readonly SaeLike[];
 }
 
 const graphs = new WeakMap<ModelRuntime, Map<string, AttributionGraph>>();
 
-function graphFor(model: ModelRuntime, key: string, loss: AttributionLoss, detach: boolean): AttributionGraph {
+function graphFor(model: ModelRuntime, key: string, loss: AttributionLoss, detach: boolean, gradHooks: readonly HookName[]): AttributionGraph {
   let m = graphs.get(model);
   if (!m) graphs.set(model, (m = new Map()));
   let g = m.get(key);
-  if (!g) m.set(key, (g = buildAttributionGraph(model, loss, detach)));
+  if (!g) m.set(key, (g = buildAttributionGraph(model, loss, detach, gradHooks)));
   return g;
 }
 
@@ -185,8 +216,12 @@ async function nodeTable(
   detach: boolean,
   weights: (S: number) => HostTensor,
   opts: { topK?: number; nodeTypes?: readonly NodeType[]; prependBos?: boolean },
-  /** Only neurons of layers < mlpBefore and heads of layers < headsBefore write directly into the residual the loss reads. */
-  { mlpBefore, headsBefore }: { mlpBefore: number; headsBefore: number },
+  /**
+   * Only neurons of layers < mlpBefore and heads of layers < headsBefore write directly into the
+   * residual the loss reads; SAE latents do when their write point is <= readPoint.
+   */
+  { mlpBefore, headsBefore, readPoint }: { mlpBefore: number; headsBefore: number; readPoint: number },
+  saes: readonly ResolvedSae[] = [],
 ): Promise<{ table: NodeTable; logits: Float32Array }> {
   const c = model.config;
   const L = c.nLayers;
@@ -197,9 +232,15 @@ async function nodeTable(
   if (batch.rows.length !== 1) throw new TdbError("E_BAD_INPUT", `attribution takes one prompt; got ${batch.rows.length}`, { value: batch.rows.length, allowed: 1 });
   const types = opts.nodeTypes ?? NODE_TYPES;
   for (const t of types) if (!NODE_TYPES.includes(t)) throw new TdbError("E_BAD_OPTION", `unknown node type ${JSON.stringify(t)}`, { value: t, allowed: NODE_TYPES });
+  if (opts.nodeTypes?.includes("sae_latent") && saes.length === 0) {
+    throw new TdbError("E_BAD_OPTION", "node type sae_latent needs SAEs: pass saes", { value: "sae_latent", allowed: "saes: [sae, ...] with the node type" });
+  }
   const k = positiveInt("topK", opts.topK ?? 20);
   const S = batch.seqLen;
-  const graph = graphFor(model, key, loss, detach);
+  // SAE hooks add their values and gradients to the graph; without SAEs the graph is the plain one.
+  const saeHooks = types.includes("sae_latent") ? saes.map((s) => s.hook) : [];
+  const graphKey = saeHooks.length ? `${key}|sae:${saeHooks.join(",")}` : key;
+  const graph = graphFor(model, graphKey, loss, detach, saeHooks);
   const lossWeightsFeed = weights(S);
   const fetch = [
     "logits",
@@ -214,9 +255,11 @@ async function nodeTable(
     ...graph.gradPattern,
     ...graph.valueWriteNorm,
     ...graph.valueWriteDotGrad,
+    ...graph.hookValues,
+    ...graph.hookGrads,
   ];
   const out = await model.withAuxSession(
-    key,
+    graphKey,
     () => graph.model,
     (session) => {
       const feeds = model.tokenFeeds(session, batch);
@@ -232,7 +275,7 @@ async function nodeTable(
   const gAt = (t: number) => gRes.subarray(t * d, (t + 1) * d);
   const nodes: AttributionNode[] = [];
   const tokenTotals = new Float64Array(S);
-  const counts: Record<NodeType, number> = { mlp_neuron: 0, attention_head: 0, token_embedding: 0 };
+  const counts: NodeCounts = { mlp_neuron: 0, attention_head: 0, token_embedding: 0 };
   const cols: Column[] = ["activation", "writeMagnitude", "directEffect", "totalEffect"];
 
   /**
@@ -373,6 +416,33 @@ async function nodeTable(
       })),
     );
   }
+  let saeTerms: SaeTerms[] | undefined;
+  if (saeHooks.length) {
+    saeTerms = [];
+    counts.sae_latent = 0;
+    for (const [j, s] of saes.entries()) {
+      const x = f32(out[graph.hookValues[j]!], `${s.hook} value`);
+      const gx = f32(out[graph.hookGrads[j]!], `${s.hook} gradient`);
+      const { entries, terms } = await latentColumns(model, s, x, gx, gRes, S, s.writePoint <= readPoint);
+      saeTerms.push(terms);
+      counts.sae_latent += terms.latents;
+      const columns = cols.map((c2) => entries.map((en) => en[c2]));
+      const row = (en: LatentEntry): AttributionNode => ({
+        type: "sae_latent",
+        id: `sae.${s.hook}.${en.latent}@${en.position}`,
+        layer: s.layer,
+        index: en.latent,
+        hook: s.hook,
+        position: en.position,
+        token: strTokens[en.position]!,
+        activation: en.activation,
+        writeMagnitude: en.writeMagnitude,
+        directEffect: en.directEffect,
+        totalEffect: en.totalEffect,
+      });
+      nodes.push(...collect(columns, (i) => row(entries[i]!)));
+    }
+  }
   // Keep the union of the per-column top/bottom-k over all kinds.
   const keep = new Set<AttributionNode>();
   const pick = (value: (n: AttributionNode) => number, largest: boolean) => {
@@ -389,6 +459,7 @@ async function nodeTable(
       tokens: strTokens,
       tokenEffects: strTokens.map((token, position) => ({ position, token, totalEffect: tokenTotals[position]! })),
       counts,
+      ...(saeTerms ? { saeTerms } : {}),
     },
     { text: (t) => summarizeNodeTable(t), html: (t) => nodeTableHtml(t) },
   );
@@ -411,10 +482,18 @@ export async function attribute(model: ModelRuntime, input: ModelInput, attribut
   const detach = boolean("detachFinalLnScale", opts.detachFinalLnScale ?? true);
   const w = lossWeights(model.config.dVocab, tokens);
   const L = model.config.nLayers;
-  const { table, logits } = await nodeTable(model, input, `attr:logitDiff:${detach}`, { kind: "logitDiff" }, detach, () => ({ type: "float32", data: w, dims: [w.length] }), opts, {
-    mlpBefore: L,
-    headsBefore: L,
-  });
+  const saes = resolveSaes(model, opts.saes);
+  const { table, logits } = await nodeTable(
+    model,
+    input,
+    `attr:logitDiff:${detach}`,
+    { kind: "logitDiff" },
+    detach,
+    () => ({ type: "float32", data: w, dims: [w.length] }),
+    opts,
+    { mlpBefore: L, headsBefore: L, readPoint: 2 * L },
+    saes,
+  );
   const top = new TopK(10, true);
   const bottom = new TopK(10, false);
   let max = -Infinity;
@@ -432,22 +511,34 @@ export async function attribute(model: ModelRuntime, input: ModelInput, attribut
 
 /**
  * The node table with the loss replaced by one node's pre-activation: an MLP neuron's
- * pre-GELU value, or a head's attention logit at [query, key] (through the query, the key, or
- * both). Nodes in and after the traced node's layer have no effect on it.
+ * pre-GELU value, a head's attention logit at [query, key] (through the query, the key, or
+ * both), or an SAE latent's encoder pre-activation (`((x - mean) * s - b_dec) . W_enc[:, i] +
+ * b_enc[i]`, for gated SAEs the magnitude path; linear in the SAE's hook value `x`, with a
+ * per-row normalisation's scale held at its value). Nodes in and after the traced node's layer have no effect on it. Direct
+ * effects are through the residual stream the traced node reads (an SAE on `hook_attn_out` or
+ * `attn.hook_z` of layer L reads `resid_pre` of L; on `hook_mlp_out` or `mlp.hook_post`,
+ * `resid_mid` of L; on a residual hook, that hook).
+ *
+ * @example
+ * ```ts
+ * const up = await model.traceUpstream(prompt, { type: "sae_latent", sae, latent: 123, position: -1 }, { saes: [earlierSae] });
+ * ```
  */
 export async function traceUpstream(model: ModelRuntime, input: ModelInput, node: UpstreamNode, upstreamOpts?: UpstreamOptions): Promise<NodeTable> {
   const opts = options("traceUpstream options", upstreamOpts);
   const c = model.config;
   if (typeof node !== "object" || node === null) {
-    throw new TdbError("E_BAD_INPUT", "traceUpstream needs a node: { type: \"mlp_neuron\" | \"attention_head\", layer, ... }", {
+    throw new TdbError("E_BAD_INPUT", "traceUpstream needs a node: { type: \"mlp_neuron\" | \"attention_head\" | \"sae_latent\", ... }", {
       value: node === null ? null : typeof node,
-      allowed: ["mlp_neuron", "attention_head"],
+      allowed: ["mlp_neuron", "attention_head", "sae_latent"],
     });
   }
-  if (!["mlp_neuron", "attention_head"].includes((node as { type?: string }).type ?? "")) {
+  if (!["mlp_neuron", "attention_head", "sae_latent"].includes((node as { type?: string }).type ?? "")) {
     const t = (node as { type?: string }).type;
-    throw new TdbError("E_BAD_OPTION", `cannot trace upstream of a ${JSON.stringify(t)} node`, { value: t ?? "missing", allowed: ["mlp_neuron", "attention_head"] });
+    throw new TdbError("E_BAD_OPTION", `cannot trace upstream of a ${JSON.stringify(t)} node`, { value: t ?? "missing", allowed: ["mlp_neuron", "attention_head", "sae_latent"] });
   }
+  const saes = resolveSaes(model, opts.saes);
+  if (node.type === "sae_latent") return traceLatent(model, input, node, opts, saes);
   const layerOk = Number.isInteger(node.layer) && node.layer >= 0 && node.layer < c.nLayers;
   if (!layerOk) throw new TdbError("E_LAYER_RANGE", `layer ${node.layer} out of range; the model has layers 0..${c.nLayers - 1}`, { value: node.layer, allowed: [0, c.nLayers - 1] });
   const batch = model.toBatch(input, { prependBos: opts.prependBos });
@@ -456,7 +547,7 @@ export async function traceUpstream(model: ModelRuntime, input: ModelInput, node
   let loss: AttributionLoss;
   let key: string;
   let weights: () => HostTensor;
-  let direct: { mlpBefore: number; headsBefore: number };
+  let direct: { mlpBefore: number; headsBefore: number; readPoint: number };
   if (node.type === "mlp_neuron") {
     // An attention-only block has no neurons: say so, rather than name the missing resid_mid.
     const why = Number.isInteger(node.layer) ? model.hookMap.unavailable.get(`blocks.${node.layer}.mlp.hook_pre` as HookName) : undefined;
@@ -469,7 +560,7 @@ export async function traceUpstream(model: ModelRuntime, input: ModelInput, node
     const t = pos(node.position, "position");
     const hook = `blocks.${node.layer}.mlp.hook_pre` as HookName;
     loss = { kind: "value", hook, reads: `blocks.${node.layer}.hook_resid_mid` };
-    direct = { mlpBefore: node.layer, headsBefore: node.layer + 1 };
+    direct = { mlpBefore: node.layer, headsBefore: node.layer + 1, readPoint: 2 * node.layer + 1 };
     key = `attr:up:${hook}`;
     weights = () => {
       const w = new Float32Array(S * c.dMlp);
@@ -508,20 +599,20 @@ export async function traceUpstream(model: ModelRuntime, input: ModelInput, node
       }
       const hook = `blocks.${node.layer}.attn.hook_v` as HookName;
       loss = { kind: "value", hook, reads: `blocks.${node.layer}.hook_resid_pre` };
-      direct = { mlpBefore: node.layer, headsBefore: node.layer };
+      direct = { mlpBefore: node.layer, headsBefore: node.layer, readPoint: 2 * node.layer };
       key = `attr:up:${hook}`;
       weights = () => {
         const w = new Float32Array(S * c.nHeads * c.dHead);
         w.set(wg, (kk * c.nHeads + node.head) * c.dHead);
         return { type: "float32", data: w, dims: [1, S, c.nHeads, c.dHead] };
       };
-      const { table } = await nodeTable(model, input, key, loss, false, weights, opts, direct);
+      const { table } = await nodeTable(model, input, key, loss, false, weights, opts, direct, saes);
       return table;
     }
     const hook = `blocks.${node.layer}.attn.hook_attn_scores` as HookName;
     const stop: HookName[] = through === "query" ? [`blocks.${node.layer}.attn.hook_k`] : through === "key" ? [`blocks.${node.layer}.attn.hook_q`] : [];
     loss = { kind: "value", hook, stop, reads: `blocks.${node.layer}.hook_resid_pre` };
-    direct = { mlpBefore: node.layer, headsBefore: node.layer };
+    direct = { mlpBefore: node.layer, headsBefore: node.layer, readPoint: 2 * node.layer };
     key = `attr:up:${hook}:${through}`;
     weights = () => {
       const w = new Float32Array(c.nHeads * S * S);
@@ -531,6 +622,44 @@ export async function traceUpstream(model: ModelRuntime, input: ModelInput, node
   } else {
     throw new TdbError("E_BAD_OPTION", `cannot trace upstream of ${(node as { type: string }).type}`, { value: (node as { type: string }).type, allowed: ["mlp_neuron", "attention_head"] });
   }
-  const { table } = await nodeTable(model, input, key, loss, false, weights, opts, direct);
+  const { table } = await nodeTable(model, input, key, loss, false, weights, opts, direct, saes);
+  return table;
+}
+
+/** traceUpstream from an SAE latent: the loss is its encoder pre-activation, `x[t] . direction + constant`. */
+async function traceLatent(
+  model: ModelRuntime,
+  input: ModelInput,
+  node: { type: "sae_latent"; sae: SaeLike; latent: number; position: number },
+  opts: UpstreamOptions,
+  saes: readonly ResolvedSae[],
+): Promise<NodeTable> {
+  const s = resolveSae(model, node.sae, "node.sae");
+  if (!Number.isInteger(node.latent) || node.latent < 0 || node.latent >= s.dSae) {
+    throw new TdbError("E_INDEX_RANGE", `latent ${node.latent} out of range [0, ${s.dSae - 1}]`, { value: node.latent, allowed: [0, s.dSae - 1] });
+  }
+  const batch = model.toBatch(input, { prependBos: opts.prependBos });
+  const S = batch.seqLen;
+  const t = resolvePosition(node.position, S, "position");
+  const norm = s.sae.config.normalizeActivations ?? "none";
+  let xRow: Float32Array | undefined;
+  if (norm === "constant_norm_rescale" || norm === "layer_norm") {
+    // The row's normalisation scale is held at its value: read the row first.
+    const tr = await model.trace(batch.rows, { hooks: [s.hook] });
+    xRow = tr.cache.get(s.hook).data.slice(t * s.dIn, (t + 1) * s.dIn);
+  }
+  const { direction, constant } = latentPreDirection(s.sae, node.latent, xRow);
+  const reads = readsFor(s);
+  const R = residualPoint(reads, model.config.nLayers);
+  const dims = s.suffix === "attn.hook_z" ? [1, S, model.config.nHeads, model.config.dHead] : [1, S, s.dIn];
+  const weights = (): HostTensor => {
+    const w = new Float32Array(S * s.dIn);
+    w.set(direction, t * s.dIn);
+    return { type: "float32", data: w, dims };
+  };
+  const loss: AttributionLoss = { kind: "value", hook: s.hook, reads };
+  const direct = { mlpBefore: Math.floor(R / 2), headsBefore: Math.floor((R + 1) / 2), readPoint: R };
+  const { table } = await nodeTable(model, input, `attr:up:sae:${s.hook}`, loss, false, weights, opts, direct, saes);
+  table.loss += constant;
   return table;
 }
