@@ -10,17 +10,18 @@ import { attribute, traceUpstream, type AttributeOptions, type NodeTable, type U
 import { headScores, type HeadScores, type HeadScoresOptions } from "../circuits/head-scores.js";
 import type { ModelWeights } from "../hooks/adapter.js";
 import type { HookName } from "../hooks/names.js";
-import type { Edit } from "../intervene/edits.js";
 import { generate, type GenerateOptions, type Generation } from "../intervene/generate.js";
-import { intervene, type InterveneOptions } from "../intervene/intervene.js";
 import type { InterventionResult } from "../intervene/result.js";
 import { patchingSweep, type SweepOptions, type SweepResult } from "../intervene/sweep.js";
 import type { ModelConfig } from "../runtime/config.js";
-import type { LoadOptions, ModelInput, TraceOptions } from "../runtime/options.js";
+import type { LoadOptions, ModelInput } from "../runtime/options.js";
 import { ModelRuntime } from "../runtime/runtime.js";
 import type { Tokenizer } from "../runtime/tokenizer.js";
 import type { Activation } from "../trace/activation.js";
 import type { Trace } from "../trace/trace.js";
+import type { Sae } from "../sae/sae.js";
+import { evaluateSae, type EvaluateSaeOptions, type SaeEvaluation } from "./sae-eval.js";
+import { interveneWithLatents, traceWithSaes, type AnyEdit, type SaeInterveneOptions, type SaeTraceOptions } from "./sae-splice.js";
 
 const runtimes = new WeakMap<Model, ModelRuntime>();
 
@@ -125,16 +126,21 @@ export class Model {
   }
 
   /**
-   * Runs the model and caches activations.
+   * Runs the model and caches activations. With `saes`, each SAE's SAELens hooks
+   * (`<hook>.hook_sae_input`, `hook_sae_acts_pre`, `hook_sae_acts_post`, `hook_sae_recons`,
+   * `hook_sae_error`) join the cache; the outputs are unchanged unless `useErrorTerm: false`
+   * splices the reconstructions in.
    *
    * @example
    * ```ts
    * const t = await model.trace(["Hello there", "Hi"], { hooks: ["blocks.0.attn.hook_pattern"] });
    * t.cache.get("pattern", 0).dims; // [2, n_head, 3, 3] (right-padded; BOS prepended)
+   * const s = await model.trace("Hello there", { hooks: [], saes: [sae] }); // sae.config.hookName: blocks.1.hook_mlp_out
+   * s.cache.get("blocks.1.hook_mlp_out.hook_sae_acts_post").dims; // [1, 3, d_sae]
    * ```
    */
-  async trace(input: ModelInput, opts: TraceOptions = {}): Promise<Trace> {
-    return this.rt.trace(input, opts);
+  async trace(input: ModelInput, opts: SaeTraceOptions = {}): Promise<Trace> {
+    return opts?.saes === undefined ? this.rt.trace(input, opts) : traceWithSaes(this.rt, input, opts);
   }
 
   /** Logits [batch, pos, d_vocab] from the unpatched graph (the baseline every trace is checked against). */
@@ -154,10 +160,28 @@ export class Model {
    * r.logitDiffChange(" Mary", " John");
    * // all 144 single-head ablations of GPT-2 small in batched runs:
    * const all = await model.intervene(prompt, [], { variants: heads.map(([l, h]) => [zeroHead(l, h)]) });
+   * // SAE latents (output decode(edited latents) + error; one extra pass per SAE hook):
+   * await model.intervene(prompt, [zeroLatent(sae, 1234, { positions: [-1] })]);
    * ```
    */
-  async intervene(input: ModelInput, edits: readonly Edit[], opts: InterveneOptions = {}): Promise<InterventionResult> {
-    return intervene(this.rt, input, edits, opts);
+  async intervene(input: ModelInput, edits: readonly AnyEdit[], opts: SaeInterveneOptions = {}): Promise<InterventionResult> {
+    return interveneWithLatents(this.rt, input, edits, opts);
+  }
+
+  /**
+   * Evaluates an SAE at its hook over prompts or token rows: L0, MSE, normalised MSE, explained
+   * variance, dead and dense fractions, the feature-density histogram, and cross-entropy loss
+   * recovered (clean vs the hook replaced by the reconstruction vs the hook zero-ablated). Rows
+   * run in chunks; memory holds one chunk's runs and running sums.
+   *
+   * @example
+   * ```ts
+   * const ev = await model.evaluateSae(sae, prompts); // sae.config.hookName names the hook
+   * ev.explainedVariance; ev.l0; ev.ceLossRecovered;
+   * ```
+   */
+  async evaluateSae(sae: Sae, input: ModelInput, opts: EvaluateSaeOptions = {}): Promise<SaeEvaluation> {
+    return evaluateSae(this.rt, sae, input, opts);
   }
 
   /**

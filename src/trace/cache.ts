@@ -35,6 +35,12 @@ export class ActivationCache {
     if (typeof name !== "string") {
       throw new TdbError("E_BAD_INPUT", `a hook name must be a string, got ${name === null ? "null" : typeof name}`, { value: name === null ? null : typeof name, allowed: "a hook name, or an alias with a layer" });
     }
+    // Names outside the hook table (an attached SAE's `<hook>.hook_sae_*`) are looked up as given.
+    const exact = layer === undefined ? this.entries.get(name as HookName) : undefined;
+    if (exact) return exact;
+    if (layer === undefined && /\.hook_sae_\w+$/.test(name)) {
+      throw new TdbError("E_NOT_CACHED", `${name} was not cached in this trace (trace with { saes } to cache SAE hooks)`, { value: name, allowed: [...this.entries.keys()] });
+    }
     const full = layer === undefined && name.includes("hook_") ? parseHookName(name, this.nLayers).name : resolveHookAlias(name, layer, this.nLayers);
     const a = this.entries.get(full);
     if (!a) {
