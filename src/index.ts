@@ -59,6 +59,7 @@ export {
 
 // Sparse autoencoders written to disk in SAELens's layout (Node: files)
 export { saveSae } from "./sae/save.js";
+export { readSaeCheckpoint, writeSaeCheckpoint, saeRunHash, type SaeCheckpointState, type SaeCheckpointArray } from "./sae/checkpoint.js";
 
 // Training (Node: checkpoints and model directories go to disk)
 export { train } from "./train/train.js";

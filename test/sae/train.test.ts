@@ -165,7 +165,7 @@ describe("trainSae input checks", () => {
     bad[9 * 4 + 2] = NaN;
     const e1 = await rejected(trainSae({ ...base, activations: bad }));
     expect(e1.code).toBe("E_NON_FINITE");
-    expect(e1.value).toBe(9);
+    expect(e1.value).toEqual({ step: 0, row: 9 }); // found before training
     expect(e1.message).toContain("row 9");
     const chunk2 = good.slice(0, 8 * 4);
     chunk2[3 * 4] = Infinity;
@@ -175,7 +175,9 @@ describe("trainSae input checks", () => {
     }
     const e2 = await rejected(trainSae({ ...base, activations: stream(), bufferRows: 8 }));
     expect(e2.code).toBe("E_NON_FINITE");
-    expect(e2.value).toBe(11); // row 3 of the second chunk of 8
+    // Row 3 of the second chunk of 8: the buffer of 8 fills with rows 0-7, drawing step 1's 4 rows refills it with rows 8-11.
+    expect(e2.value).toEqual({ step: 1, row: 11 });
+    expect(e2.message).toContain("step 1");
   });
 
   it("rejects batches whose size is not a multiple of d_in, and bad options, with what is allowed", async () => {
