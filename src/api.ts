@@ -47,7 +47,8 @@ export { SweepResult, type SweepOptions, type SweepHook } from "./intervene/swee
 export type { GenerateOptions, Generation } from "./intervene/generate.js";
 
 // Attribution
-export type { AttributionNode, NodeTable, NodeType, Column, AttributeOptions, UpstreamNode, UpstreamOptions } from "./attribution/node-table.js";
+export type { AttributionNode, NodeTable, NodeType, NodeCounts, Column, AttributeOptions, UpstreamNode, UpstreamOptions } from "./attribution/node-table.js";
+export { LATENT_HOOK_SUFFIXES, type SaeLike, type SaeLikeConfig, type SaeLikeWeights, type SaeTerms } from "./attribution/latents.js";
 export type { DlaComponent, DlaResult, LogitDiffOptions, LogitLensRow } from "./attribution/dla.js";
 
 // Head detectors
@@ -147,6 +148,23 @@ export {
   type DecodeOptions,
 } from "./sae/sae.js";
 export { loadSae, saeFiles, type LoadSaeOptions } from "./sae/saelens.js";
+export { loadSaeSource } from "./sae/sources.js";
+// Sparse autoencoders in the forward pass: SAE hooks in traces, latent edits, evaluation on a model
+export {
+  SAE_HOOK_SUFFIXES,
+  LATENT_OPS,
+  saeHookName,
+  spliceSae,
+  editLatents,
+  editedActivation,
+  type SaeHookSuffix,
+  type SaeSpliceTensors,
+  type LatentOp,
+  type LatentChange,
+} from "./sae/splice.js";
+export { zeroLatent, scaleLatent, setLatent, isLatentEdit, type LatentEdit, type LatentWhere } from "./sae/latent-edits.js";
+export type { SaeAttachments, SaeTraceOptions, AnyEdit, SaeInterveneOptions } from "./model/sae-splice.js";
+export type { EvaluateSaeOptions, SaeEvaluation } from "./model/sae-eval.js";
 export {
   trainSae,
   SAE_TRAIN_ARCHITECTURES,
@@ -156,7 +174,22 @@ export {
   type SaeTrainProgress,
   type SaeTrainArchitecture,
   type SaeActivations,
+  type SaeCheckpointOptions,
+  type RowSourcePosition,
 } from "./sae/train.js";
+export {
+  harvestActivations,
+  contextWindows,
+  saeHookWidth,
+  type HarvestOptions,
+  type HarvestModel,
+  type HarvestModelConfig,
+  type HarvestTrace,
+  type HarvestCache,
+  type HarvestActivation,
+  type SaeCorpus,
+} from "./sae/harvest.js";
+export { trainedSaeToSae, evaluateSaeOnRows, collectRows, type TrainedSaeMeta, type SaeRowMetrics } from "./sae/trained.js";
 export {
   readSafetensors,
   writeSafetensors,

@@ -11,12 +11,19 @@ import { TdbError } from "../base/errors.js";
 import { copyingAccuracy } from "../circuits/copying.js";
 import { repeatedRandomTokens, type HeadScores, type HeadScoresOptions } from "../circuits/head-scores.js";
 import { zeroHead, zeroNeuron, type Edit } from "../intervene/edits.js";
+import type { AnyEdit } from "../model/sae-splice.js";
+import { scaleLatent, setLatent, zeroLatent } from "../sae/latent-edits.js";
+import type { Sae } from "../sae/sae.js";
+import { loadSaeSource } from "../sae/sources.js";
 import { fileSystemError } from "../io/node-files.js";
 import { Model } from "../model/model.js";
 import { DEFAULT_MODEL_ID, type LoadOptions, type ModelInput } from "../runtime/options.js";
 import {
+  parseLatentEdit,
   parseSpec,
   parseSpecText,
+  SAE_NODE_RE,
+  usesSaeLatents,
   type Aggregate,
   type AblationAssertion,
   type Assertion,
@@ -137,14 +144,47 @@ function aggregate(values: readonly number[], how: Aggregate, c: Comparison): nu
   return how === "min" ? Math.min(...values) : Math.max(...values);
 }
 
+/** The SAE sources of a spec, paths starting with `.` resolved against the spec's directory. */
+function resolveSaeSources(sources: readonly string[] | undefined, specDir: string | undefined): string[] {
+  return (sources ?? []).map((s) => (s.startsWith(".") && specDir !== undefined && !isAbsolute(s) ? resolve(specDir, s) : s));
+}
+
 /** Evaluates assertions on one loaded model; head scores are computed once per distinct set of options. */
 class Evaluator {
   private readonly headScoreCache = new Map<string, Promise<HeadScores>>();
+  private saesLoaded?: Promise<Sae[]>;
 
   constructor(
     readonly model: Model,
     readonly prependBos: boolean,
+    readonly saeSources: readonly string[] = [],
   ) {}
+
+  /**
+   * The spec's SAEs, loaded on first use (once for every assertion): a load error is each
+   * needing assertion's error. Two SAEs on one hook are `E_BAD_SPEC`.
+   */
+  saes(): Promise<Sae[]> {
+    this.saesLoaded ??= (async () => {
+      const out: Sae[] = [];
+      for (const source of this.saeSources) out.push(await loadSaeSource(source));
+      const hooks = out.map((s) => s.config.hookName);
+      const dup = hooks.findIndex((h, i) => h !== undefined && hooks.indexOf(h) !== i);
+      if (dup >= 0) throw new TdbError("E_BAD_SPEC", `spec.saes: ${this.saeSources[hooks.indexOf(hooks[dup])]} and ${this.saeSources[dup]} both read ${hooks[dup]}; give one SAE per hook`, { value: hooks[dup], allowed: "one SAE per hook" });
+      return out;
+    })();
+    return this.saesLoaded;
+  }
+
+  /** The spec's SAE reading `hook`; `E_BAD_OPTION` naming the hooks that have one otherwise. */
+  async saeAt(hook: string): Promise<Sae> {
+    const saes = await this.saes();
+    const s = saes.find((x) => x.config.hookName === hook);
+    if (!s) {
+      throw new TdbError("E_BAD_OPTION", `no SAE in the spec's saes reads ${hook}`, { value: hook, allowed: saes.flatMap((x) => (x.config.hookName === undefined ? [] : [x.config.hookName])) });
+    }
+    return s;
+  }
 
   private input(p: PromptSpec): ModelInput {
     return p;
@@ -177,7 +217,24 @@ class Evaluator {
     return { values, measured: values.reduce((x, y) => x + y, 0) / values.length, what: `share of prompts with ${JSON.stringify(a.token)} in the top ${a.k}` };
   }
 
-  /** An {@link EditSpec} as an intervene edit. */
+  /** {@link EditSpec}s as intervene edits (latent shorthands with the spec's SAEs). */
+  async edits(list: readonly EditSpec[]): Promise<AnyEdit[]> {
+    const out: AnyEdit[] = [];
+    for (const e of list) {
+      if ("latent" in e && typeof e.latent === "string") {
+        const le = e as { latent: string; positions?: number[]; scale?: number; set?: number }; // validated by the spec parser
+        const l = parseLatentEdit(le.latent);
+        const sae = await this.saeAt(l.hook);
+        if (l.latent >= sae.dSae) throw new TdbError("E_INDEX_RANGE", `latent ${l.latent} of the SAE on ${l.hook} out of range [0, ${sae.dSae - 1}]`, { value: l.latent, allowed: [0, sae.dSae - 1] });
+        const at = l.position === undefined ? le.positions : [l.position, ...(le.positions ?? [])];
+        const where = at ? { positions: at } : {};
+        out.push(le.set !== undefined ? setLatent(sae, l.latent, le.set, where) : le.scale !== undefined ? scaleLatent(sae, l.latent, le.scale, where) : zeroLatent(sae, l.latent, where));
+      } else out.push(this.edit(e));
+    }
+    return out;
+  }
+
+  /** An {@link EditSpec} (not a latent shorthand) as an intervene edit. */
   edit(e: EditSpec): Edit {
     const positions = (e as { positions?: number[] }).positions;
     if ("head" in e && typeof e.head === "string") {
@@ -199,7 +256,7 @@ class Evaluator {
   }
 
   async ablation(a: AblationAssertion): Promise<Measured> {
-    const edits = a.edits.map((e) => this.edit(e));
+    const edits = await this.edits(a.edits);
     const tokens = a.metric === "kl" ? undefined : ([this.tokenId(a.target!), this.tokenId(a.distractor!)] as const);
     const values: number[] = [];
     for (const p of a.prompts) {
@@ -221,6 +278,8 @@ class Evaluator {
   async attribution(a: AttributionAssertion): Promise<Measured> {
     const match = nodeMatcher(a.node);
     const values: (number | null)[] = [];
+    const saes = usesSaeLatents(a) ? await this.saes() : [];
+    if (SAE_NODE_RE.test(a.node)) await this.saeAt(SAE_NODE_RE.exec(a.node)![1]!); // a latent of no spec SAE is an error, not "no match"
     for (const p of a.prompts) {
       const perHead = a.group === "head";
       const t = await this.model.attribute(this.input(p), {
@@ -230,6 +289,7 @@ class Evaluator {
         topK: perHead ? Number.MAX_SAFE_INTEGER : Math.max(a.rank, 10),
         prependBos: this.prependBos,
         ...(perHead ? { nodeTypes: ["attention_head" as const] } : a.among ? { nodeTypes: a.among } : {}),
+        ...(saes.length ? { saes } : {}),
       });
       if (perHead) {
         const sums = new Map<string, { node: AttributionNode; sum: number }>();
@@ -272,7 +332,7 @@ class Evaluator {
 }
 
 /** Copying accuracy per row of the clean and edited runs (see {@link CopyingAssertion}). */
-async function copying(ev: { model: Model; prependBos: boolean; edit(e: EditSpec): Edit }, a: CopyingAssertion): Promise<Measured> {
+async function copying(ev: { model: Model; prependBos: boolean; edits(list: readonly EditSpec[]): Promise<AnyEdit[]> }, a: CopyingAssertion): Promise<Measured> {
   const m = ev.model;
   let input: ModelInput;
   if (a.input) input = a.input as ModelInput;
@@ -284,7 +344,7 @@ async function copying(ev: { model: Model; prependBos: boolean; edit(e: EditSpec
     const exclude = [m.bosTokenId, ...(eosTokenId === undefined ? [] : [eosTokenId])];
     input = repeatedRandomTokens({ dVocab, seqLen, batch: a.batch ?? 4, seed: a.seed ?? 0, prefix: ev.prependBos ? [m.bosTokenId] : [], exclude });
   }
-  const r = await m.intervene(input, a.edits.map((e) => ev.edit(e)), { prependBos: ev.prependBos, logits: "all" });
+  const r = await m.intervene(input, await ev.edits(a.edits), { prependBos: ev.prependBos, logits: "all" });
   if (r.clean.nonFinite || r.edited.nonFinite) throw new TdbError("E_NON_FINITE", "the model produced NaN or infinite logits", { value: a.id, allowed: "finite logits" });
   const rows = r.edited.tokens;
   const acc = (t: typeof r.edited) => rows.map((tokens, b) => copyingAccuracy(tokens, (i) => t.logitsAt({ batch: b, position: i })));
@@ -316,6 +376,11 @@ export function nodeMatcher(pattern: string): (n: AttributionNode) => boolean {
   const neuron = /^mlp\.(\d+)\.(\d+)$/.exec(pattern);
   if (neuron) return (n) => n.type === "mlp_neuron" && n.layer === Number(neuron[1]) && n.index === Number(neuron[2]);
   if (pattern === "embed") return (n) => n.type === "token_embedding";
+  const latent = SAE_NODE_RE.exec(pattern);
+  if (latent && latent[3] === undefined) {
+    const [hook, index] = [latent[1], latent[2] === undefined ? undefined : Number(latent[2])];
+    return (n) => n.type === "sae_latent" && n.hook === hook && (index === undefined || n.index === index);
+  }
   return (n) => n.id === pattern;
 }
 
@@ -402,11 +467,12 @@ export async function runCheck(specOrPath: CheckSpec | string | Record<string, u
     path = specOrPath;
     spec = await loadSpec(specOrPath);
   } else spec = parseSpec(specOrPath);
-  const source = await resolveModel(opts.model ?? spec.model, path === null ? undefined : dirname(resolve(path)));
+  const specDir = path === null ? undefined : dirname(resolve(path));
+  const source = await resolveModel(opts.model ?? spec.model, specDir);
   const model = await Model.load(source, opts.load);
   const results: AssertionResult[] = [];
   try {
-    const ev = new Evaluator(model, spec.prependBos);
+    const ev = new Evaluator(model, spec.prependBos, resolveSaeSources(spec.saes, specDir));
     for (const a of spec.assertions) {
       const r = await evaluate(ev, a);
       results.push(r);

@@ -32,11 +32,17 @@ export type TokenSpec = string | number;
 
 /**
  * An edit as JSON: a shorthand (`{ "head": "1.3" }` zero-ablates head 3 of layer 1,
- * `{ "neuron": "0.17@5" }` neuron 17 of layer 0 at position 5; `positions` may be added) or an
- * intervene `Edit` object of a kind JSON can spell: `zero`, `scale`, `set`, `add`, `project`,
- * `mean` (a given mean array, or reference prompts) and `resample` (a source prompt).
+ * `{ "neuron": "0.17@5" }` neuron 17 of layer 0 at position 5,
+ * `{ "latent": "blocks.2.hook_mlp_out:123@-1" }` zero-ablates latent 123 of the spec's SAE on that
+ * hook at the last position, or scales it (`scale: 2`) or sets it (`set: 5`); `positions` may be
+ * added) or an intervene `Edit` object of a kind JSON can spell: `zero`, `scale`, `set`, `add`,
+ * `project`, `mean` (a given mean array, or reference prompts) and `resample` (a source prompt).
  */
-export type EditSpec = { head: string; positions?: number[] } | { neuron: string; positions?: number[] } | ({ kind: string; hook: string } & Record<string, unknown>);
+export type EditSpec =
+  | { head: string; positions?: number[] }
+  | { neuron: string; positions?: number[] }
+  | { latent: string; positions?: number[]; scale?: number; set?: number }
+  | ({ kind: string; hook: string } & Record<string, unknown>);
 
 /** The JSON edit kinds a spec may use. */
 export const EDIT_KINDS = ["zero", "scale", "set", "add", "project", "mean", "resample"] as const;
@@ -99,9 +105,12 @@ export interface AblationAssertion extends AssertionCommon, Threshold {
  * The rank of a node in the attribution node table of each prompt (nodes ordered by
  * |estimated total effect|, optionally only some node types): passes when a node matching
  * `node` is among the first `rank` (1: the top node). `node`: `"L.H"` or `"attn.L.H"` (any node of
- * that head), `"mlp.L.I"` (a neuron at any position), `"embed"`, or an exact node id
- * (`attn.1.3@14:5`, `mlp.0.17@5`, `embed@3`). The measured value is the rank of the first match
- * (the worst over prompts), or `null` when no node matches.
+ * that head), `"mlp.L.I"` (a neuron at any position), `"embed"`, `"sae.<hook>.<latent>"` (an SAE
+ * latent at any position; `"sae.<hook>"`: any latent of that SAE), or an exact node id
+ * (`attn.1.3@14:5`, `mlp.0.17@5`, `embed@3`, `sae.blocks.2.hook_mlp_out.123@5`). SAE latents are
+ * nodes when the node names one or `among` lists `sae_latent`: the table then holds the latents
+ * of every SAE in the spec's `saes`. The measured value is the rank of the first match (the worst
+ * over prompts), or `null` when no node matches.
  */
 export interface AttributionAssertion extends AssertionCommon {
   kind: "attribution";
@@ -174,6 +183,15 @@ export interface CheckSpec {
   model?: string;
   /** Prepend BOS to string prompts. [default: true] */
   prependBos: boolean;
+  /**
+   * Sparse autoencoders whose latents assertions may name (attribution nodes `sae.<hook>...`,
+   * `among: [sae_latent]`, `{ latent: "<hook>:<index>" }` edits), one per hook: SAELens
+   * directories (paths starting with `.` are relative to the spec file), `tdb:<model>/<hook>`
+   * (shipped with a packaged model) or hub ids (optionally followed by the SAE's folder). Each
+   * SAE's cfg.json names its hook. Loaded on first use; an SAE that cannot load makes the
+   * assertions that need it errors. [default: none]
+   */
+  saes?: string[];
   assertions: Assertion[];
 }
 
@@ -258,14 +276,43 @@ function inputRows(o: Obj, path: string): PromptSpec[] | undefined {
 }
 
 const HEAD_RE = /^(?:attn\.)?(\d+)\.(\d+)$/;
+/** A hook name as SAE node patterns and latent edits spell it (`blocks.2.hook_mlp_out`, `blocks.0.mlp.hook_post`). */
+const SAE_HOOK = "blocks\\.\\d+\\.(?:[a-z_]+\\.)?hook_[a-z_]+";
+/** `sae.<hook>`, `sae.<hook>.<latent>`, `sae.<hook>.<latent>@<position>`. */
+export const SAE_NODE_RE = new RegExp(`^sae\\.(${SAE_HOOK})(?:\\.(\\d+)(?:@(\\d+))?)?$`);
+/** `<hook>:<latent>[@<position>]` (negative positions count from the end). */
+const LATENT_EDIT_RE = new RegExp(`^(${SAE_HOOK}):(\\d+)(?:@(-?\\d+))?$`);
 const NODE_RE = /^(?:(?:attn\.)?\d+\.\d+|attn\.\d+\.\d+@\d+:\d+|mlp\.\d+\.\d+(?:@\d+)?|embed(?:@\d+)?)$/;
-const NODE_TYPES: readonly NodeType[] = ["mlp_neuron", "attention_head", "token_embedding"];
+const NODE_TYPES: readonly NodeType[] = ["mlp_neuron", "attention_head", "token_embedding", "sae_latent"];
+
+/** Whether an attribution assertion needs the spec's SAEs (its node is a latent, or `among` lists `sae_latent`). */
+export function usesSaeLatents(a: AttributionAssertion): boolean {
+  return SAE_NODE_RE.test(a.node) || (a.among?.includes("sae_latent") ?? false);
+}
+
+/** `{ latent: "<hook>:<index>[@<position>]" }` parsed (the spec parser validated it). */
+export function parseLatentEdit(spec: string): { hook: string; latent: number; position?: number } {
+  const m = LATENT_EDIT_RE.exec(spec);
+  if (!m) throw new TdbError("E_BAD_SPEC", `latent ${JSON.stringify(spec)} is not HOOK:INDEX[@POSITION]`, { value: spec, allowed: 'e.g. "blocks.2.hook_mlp_out:123" or "blocks.2.hook_mlp_out:123@-1"' });
+  return { hook: m[1]!, latent: Number(m[2]), ...(m[3] === undefined ? {} : { position: Number(m[3]) }) };
+}
 
 function edit(v: unknown, path: string): EditSpec {
   if (!isObj(v)) throw bad(path, "must be an edit object", v ?? null, 'an object: { "head": "L.H" }, { "neuron": "L.I[@P]" } or { "kind": ..., "hook": ... }');
   const positions = v.positions;
   if (positions !== undefined && !(Array.isArray(positions) && positions.every((p) => Number.isInteger(p)))) {
     throw bad(`${path}.positions`, "must be an array of integer positions", positions, "an array of integers (negative counts from the end)");
+  }
+  if ("latent" in v) {
+    const extra = Object.keys(v).filter((k) => !["latent", "positions", "scale", "set"].includes(k));
+    if (extra.length > 0) throw bad(`${path}.${extra[0]}`, "unknown field of a latent shorthand", extra[0], ["latent", "positions", "scale", "set"]);
+    if (typeof v.latent !== "string" || !LATENT_EDIT_RE.test(v.latent)) {
+      throw bad(`${path}.latent`, "must be HOOK:INDEX[@POSITION]", v.latent ?? null, 'e.g. "blocks.2.hook_mlp_out:123" or "blocks.2.hook_mlp_out:123@-1"');
+    }
+    if (v.scale !== undefined && v.set !== undefined) throw bad(path, "give scale or set, not both", ["scale", "set"], "one of scale, set (neither: zero-ablate)");
+    num(v, "scale", path);
+    num(v, "set", path);
+    return v as EditSpec;
   }
   if ("head" in v || "neuron" in v) {
     const key = "head" in v ? "head" : "neuron";
@@ -324,7 +371,9 @@ function assertion(v: unknown, path: string): Assertion {
     }
     case "attribution": {
       const node = str(v, "node", path, true);
-      if (!NODE_RE.test(node)) throw bad(`${path}.node`, "is not a node pattern", node, ['"L.H"', '"attn.L.H"', '"attn.L.H@Q:K"', '"mlp.L.I"', '"mlp.L.I@T"', '"embed"', '"embed@T"']);
+      if (!NODE_RE.test(node) && !SAE_NODE_RE.test(node)) {
+        throw bad(`${path}.node`, "is not a node pattern", node, ['"L.H"', '"attn.L.H"', '"attn.L.H@Q:K"', '"mlp.L.I"', '"mlp.L.I@T"', '"embed"', '"embed@T"', '"sae.HOOK"', '"sae.HOOK.I"', '"sae.HOOK.I@T"']);
+      }
       let among: NodeType[] | undefined;
       if (v.among !== undefined) {
         if (!Array.isArray(v.among) || v.among.length === 0) throw bad(`${path}.among`, "must be a non-empty array of node types", v.among, NODE_TYPES);
@@ -390,7 +439,32 @@ function assertion(v: unknown, path: string): Assertion {
   }
 }
 
-const SPEC_KEYS = ["name", "model", "prependBos", "assertions"];
+const SPEC_KEYS = ["name", "model", "prependBos", "saes", "assertions"];
+
+/** `spec.saes`: absent, or a non-empty array of non-empty strings. */
+function saeList(doc: Obj): string[] | undefined {
+  const v = doc.saes;
+  if (v === undefined) return undefined;
+  const allowed = "a non-empty array of SAE sources: directories, tdb:<model>/<hook> or hub ids";
+  if (!Array.isArray(v) || v.length === 0) throw bad("spec.saes", "must be a non-empty array of SAE sources", v, allowed);
+  v.forEach((s: unknown, i) => {
+    if (typeof s !== "string" || s.trim() === "") throw bad(`spec.saes[${i}]`, "must be a non-empty string", s ?? null, allowed);
+  });
+  return v as string[];
+}
+
+/** The path of the first thing in `a` that needs the spec's SAEs, or undefined. */
+function needsSaes(a: Assertion, path: string): string | undefined {
+  if (a.kind === "attribution") {
+    if (SAE_NODE_RE.test(a.node)) return `${path}.node`;
+    if (a.among?.includes("sae_latent")) return `${path}.among`;
+  }
+  if (a.kind === "ablation" || a.kind === "copying") {
+    const i = a.edits.findIndex((e) => "latent" in e);
+    if (i >= 0) return `${path}.edits[${i}]`;
+  }
+  return undefined;
+}
 
 /**
  * Validates a parsed spec (the JSON or YAML document) into a {@link CheckSpec}; `E_BAD_SPEC` on
@@ -407,6 +481,13 @@ export function parseSpec(doc: unknown): CheckSpec {
   const list = doc.assertions;
   if (!Array.isArray(list) || list.length === 0) throw bad("spec.assertions", "must be a non-empty array", list ?? null, "a non-empty array of assertions");
   const assertions = list.map((a, i) => assertion(a, `assertions[${i}]`));
+  const saes = saeList(doc);
+  if (saes === undefined) {
+    assertions.forEach((a, i) => {
+      const where = needsSaes(a, `assertions[${i}]`);
+      if (where !== undefined) throw bad(where, "names SAE latents, but the spec has no saes", null, "a spec with saes: [<SAE directory, tdb:<model>/<hook> or hub id>, ...]");
+    });
+  }
   const seen = new Set<string>();
   assertions.forEach((a, i) => {
     if (seen.has(a.id)) throw bad(`assertions[${i}].id`, `duplicate id ${JSON.stringify(a.id)}`, a.id, "ids unique within the spec");
@@ -416,6 +497,7 @@ export function parseSpec(doc: unknown): CheckSpec {
     name: str(doc, "name", "spec", false),
     model: str(doc, "model", "spec", false),
     prependBos: bool(doc, "prependBos", "spec") ?? true,
+    ...(saes ? { saes } : {}),
     assertions,
   };
 }

@@ -8,6 +8,7 @@ import { DEFAULT_MODEL_ID } from "../runtime/options.js";
 import { TdbError } from "../base/errors.js";
 import { zeroHead, zeroNeuron, type Edit } from "../intervene/edits.js";
 import { UsageError } from "./usage.js";
+import { checkSaeFlags, latentSae, loadSaeFlags, parseLatentFlag } from "./sae-flags.js";
 
 /** Parsed arguments of `tdb ablate`. */
 export interface AblateCommandArgs {
@@ -20,6 +21,10 @@ export interface AblateCommandArgs {
   top: number;
   prependBos: boolean;
   json: boolean;
+  /** `--latent HOOK:INDEX[@POSITION]` values: SAE latents to zero-ablate (each needs an `--sae` reading HOOK). [default: none] */
+  latents?: string[];
+  /** `--sae` sources the latents belong to. [default: none] */
+  saes?: string[];
 }
 
 /**
@@ -57,13 +62,21 @@ function flagSpec(spec: string, what: "head" | "neuron"): Edit {
 }
 
 /**
- * Runs `tdb ablate`; returns the exit code. Malformed `--head`/`--neuron` values, nothing to
- * ablate, and `--target` without `--distractor` (or the reverse) are usage errors, found before
- * the model loads; out-of-range layers, heads, neurons and positions are typed errors.
+ * Runs `tdb ablate`; returns the exit code. Malformed `--head`/`--neuron`/`--latent` values,
+ * nothing to ablate, `--latent` without `--sae` (or the reverse), and `--target` without
+ * `--distractor` (or the reverse) are usage errors, found before the model loads; out-of-range
+ * layers, heads, neurons, latents and positions, SAEs that cannot load or do not fit their
+ * hook, and a `--latent` hook no `--sae` reads are typed errors. A latent ablation zeroes the
+ * latent and keeps the SAE's error term: the hook's value becomes `x - f_i W_dec[i]` (undoing
+ * the SAE's input normalisation).
  */
 export async function runAblate(args: AblateCommandArgs): Promise<number> {
   const edits = [...args.heads.map((h) => flagSpec(h, "head")), ...args.neurons.map((n) => flagSpec(n, "neuron"))];
-  if (edits.length === 0) throw new UsageError("nothing to ablate: pass --head L.H and/or --neuron L.I[@P]");
+  const latentFlags = (args.latents ?? []).map(parseLatentFlag);
+  const sources = checkSaeFlags(args.saes ?? []);
+  if (edits.length === 0 && latentFlags.length === 0) throw new UsageError("nothing to ablate: pass --head L.H, --neuron L.I[@P] and/or --latent HOOK:I[@P] with --sae");
+  if (latentFlags.length > 0 && sources.length === 0) throw new UsageError("--latent needs --sae: the SAE whose latent it is (a directory, tdb:<model>/<hook> or a hub id)", "--latent");
+  if (sources.length > 0 && latentFlags.length === 0) throw new UsageError("--sae in ablate names the SAEs of --latent HOOK:I[@P] flags; none given", "--sae");
   if ((args.target === undefined) !== (args.distractor === undefined)) {
     throw new UsageError("--target and --distractor go together", args.target === undefined ? "--distractor" : "--target");
   }
@@ -71,12 +84,18 @@ export async function runAblate(args: AblateCommandArgs): Promise<number> {
   const dir = args.model ?? DEFAULT_MODEL_ID;
   const model = await Model.load(dir);
   try {
+    const saes = await loadSaeFlags(sources);
+    const { zeroLatent } = await import("../sae/latent-edits.js");
+    const latentEdits = latentFlags.map((f) => {
+      const s = latentSae(saes, f, model.config.nLayers);
+      return { flag: f, source: s.source, edit: zeroLatent(s.sae, f.latent, f.position === undefined ? {} : { positions: [f.position] }) };
+    });
     if (args.target !== undefined) {
       // target = distractor is the typed error `tdb attribute` gives (E_BAD_INPUT), as are tokens that are not single tokens
       const { resolveLogitDiff } = await import("../attribution/loss.js");
       resolveLogitDiff(runtimeOf(model), args.target, args.distractor!);
     }
-    const r = await model.intervene(args.prompt, edits, { prependBos: args.prependBos });
+    const r = await model.intervene(args.prompt, [...edits, ...latentEdits.map((l) => l.edit)], { prependBos: args.prependBos });
     if (r.clean.nonFinite || r.edited.nonFinite) {
       throw new TdbError("E_NON_FINITE", `the ${r.clean.nonFinite ? "clean" : "ablated"} run produced NaN or infinite logits (a NaN or overflowing weight?): nothing to compare`, {
         value: r.clean.nonFinite ? "clean" : "ablated",
@@ -91,7 +110,10 @@ export async function runAblate(args: AblateCommandArgs): Promise<number> {
       model: dir,
       prompt: args.prompt,
       tokens: r.clean.tokens[0],
-      ablated: edits.map((e) => ({ hook: e.hook, at: e.at, positions: e.positions ?? "all" })),
+      ablated: [
+        ...edits.map((e) => ({ hook: e.hook, at: e.at, positions: e.positions ?? ("all" as const) })),
+        ...latentEdits.map((l) => ({ hook: l.flag.hook, at: { d_sae: [l.flag.latent] }, positions: l.flag.position === undefined ? ("all" as const) : [l.flag.position], sae: l.source })),
+      ],
       before: change!.before.map(fmt),
       after: change!.after.map(fmt),
       logitDiff: diff ? { target: args.target, distractor: args.distractor, before: round(diff.clean[0]!), after: round(diff.edited[0]!), change: round(diff.change[0]!) } : undefined,

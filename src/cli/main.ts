@@ -17,12 +17,16 @@ import { UsageError } from "./usage.js";
 const USAGE = `tdb: look inside transformers.js language models
 
 Usage:
-  tdb trace "<prompt>" [--model dir|hub-id] [--hooks name,name|all] [--top k] [--no-bos] [--json]
-  tdb ablate "<prompt>" [--head L.H]... [--neuron L.I[@P]]... [--target tok --distractor tok]
-             [--model dir|hub-id] [--top k] [--no-bos] [--json]
-  tdb attribute "<prompt>" --target tok --distractor tok [--top k] [--model dir|hub-id] [--no-bos] [--json]
+  tdb trace "<prompt>" [--model dir|hub-id] [--hooks name,name|all] [--sae sae]... [--top k] [--no-bos] [--json]
+  tdb ablate "<prompt>" [--head L.H]... [--neuron L.I[@P]]... [--latent HOOK:I[@P] --sae sae]...
+             [--target tok --distractor tok] [--model dir|hub-id] [--top k] [--no-bos] [--json]
+  tdb attribute "<prompt>" --target tok --distractor tok [--sae sae]... [--top k] [--model dir|hub-id]
+             [--no-bos] [--json]
   tdb check <spec.yaml|spec.json> [--model dir|hub-id] [--junit file.xml] [--json]
   tdb train --config <file.json> [--resume] [--json]
+  tdb sae train --hook <name> --latents N [--model dir|hub-id] [--architecture standard|topk --k K]
+             [--tokens N] [--steps N] [--batch N] [--lr X] [--l1 X] [--context N] [--seed N]
+             [--corpus file.txt|file.jsonl] [--out dir] [--checkpoint file [--resume]] [--json]
   tdb --help | --version
 
 Options:
@@ -33,12 +37,27 @@ Options:
   --no-bos  do not prepend the BOS token
   --head    (ablate) zero-ablate head H of layer L, e.g. --head 1.3 (repeatable)
   --neuron  (ablate) zero-ablate neuron I of layer L, at position P if given, e.g. --neuron 0.17@5
+  --sae     (trace, attribute, ablate) a sparse autoencoder: SAELens directory, tdb:<model>/<hook>
+            (shipped with a packaged model) or hub id [/folder] (repeatable; one per hook). trace
+            caches <hook>.hook_sae_* and prints the top latents; attribute adds its latents as nodes
+  --latent  (ablate) zero-ablate latent I of the --sae reading HOOK, at position P if given,
+            e.g. --latent blocks.2.hook_mlp_out:123@-1 (repeatable)
   --target, --distractor
             (ablate) single tokens whose logit difference is reported, e.g. " Mary" " John"
   --junit   (check) also write a JUnit XML report to this file
   --json    machine-readable output (schemas tdb.trace/1, tdb.ablate/1, tdb.attribute/1, tdb.check/1; see docs/cli.md)
   --config  (train) training config file (JSON; see src/cli/train-command.ts)
   --resume  (train) continue from the config's checkpoint when it exists
+            (sae train) continue from --checkpoint when it exists
+  --hook, --latents
+            (sae train) the hook to train an SAE on, e.g. blocks.2.hook_mlp_out, and its width
+  --architecture, --k
+            (sae train) "standard" (ReLU + L1, default) or "topk" with k latents per token
+  --tokens, --steps, --batch
+            (sae train) tokens to harvest, training steps (default: tokens / batch, else 1000),
+            rows per step (default 4096)
+  --corpus  (sae train) text (paragraphs) or JSONL file to harvest from (default: Brown)
+  --out     (sae train) output directory, SAELens layout (default: sae-<hook>)
   --debug   print the stack trace of an error on stderr
 
 Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal error.
@@ -48,11 +67,12 @@ check: 0 every assertion passed, 1 an assertion failed or could not be evaluated
 const COMMON_FLAGS = ["model", "top", "no-bos", "json"] as const;
 /** The flags each command takes (besides --help and --version). */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  trace: [...COMMON_FLAGS, "hooks"],
-  ablate: [...COMMON_FLAGS, "head", "neuron", "target", "distractor"],
-  attribute: [...COMMON_FLAGS, "target", "distractor"],
+  trace: [...COMMON_FLAGS, "hooks", "sae"],
+  ablate: [...COMMON_FLAGS, "head", "neuron", "target", "distractor", "latent", "sae"],
+  attribute: [...COMMON_FLAGS, "target", "distractor", "sae"],
   check: ["model", "json", "junit"],
   train: ["config", "resume", "json"],
+  sae: ["model", "json", "hook", "latents", "architecture", "k", "tokens", "steps", "batch", "lr", "l1", "context", "seed", "corpus", "out", "checkpoint", "resume"],
 };
 
 /** Rejects flags `command` does not take (they would be silently ignored otherwise). */
@@ -117,11 +137,27 @@ async function main(argv: string[]): Promise<number> {
         json: { type: "boolean" },
         head: { type: "string", multiple: true },
         neuron: { type: "string", multiple: true },
+        sae: { type: "string", multiple: true },
+        latent: { type: "string", multiple: true },
         target: { type: "string" },
         distractor: { type: "string" },
         junit: { type: "string" },
         config: { type: "string" },
         resume: { type: "boolean" },
+        hook: { type: "string" },
+        latents: { type: "string" },
+        architecture: { type: "string" },
+        k: { type: "string" },
+        tokens: { type: "string" },
+        steps: { type: "string" },
+        batch: { type: "string" },
+        lr: { type: "string" },
+        l1: { type: "string" },
+        context: { type: "string" },
+        seed: { type: "string" },
+        corpus: { type: "string" },
+        out: { type: "string" },
+        checkpoint: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
         debug: { type: "boolean" },
@@ -142,7 +178,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (command === undefined) throw new UsageError("no command given; commands: trace, ablate, attribute, check, train");
+  if (command === undefined) throw new UsageError("no command given; commands: trace, ablate, attribute, check, train, sae");
   if (COMMAND_FLAGS[command]) checkFlags(command, values);
   switch (command) {
     case "trace": {
@@ -155,6 +191,7 @@ async function main(argv: string[]): Promise<number> {
         prompt,
         model: values.model,
         hooks: values.hooks,
+        saes: values.sae ?? [],
         top,
         prependBos: !values["no-bos"],
         json: values.json ?? false,
@@ -170,6 +207,8 @@ async function main(argv: string[]): Promise<number> {
         model: values.model,
         heads: values.head ?? [],
         neurons: values.neuron ?? [],
+        latents: values.latent ?? [],
+        saes: values.sae ?? [],
         target: values.target,
         distractor: values.distractor,
         top,
@@ -183,7 +222,7 @@ async function main(argv: string[]): Promise<number> {
       const top = parseTop(values.top, 20);
       testInternalErrorHook(command);
       const { runAttribute } = await import("./attribute-command.js");
-      return runAttribute({ prompt, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false });
+      return runAttribute({ prompt, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false, saes: values.sae ?? [] });
     }
     case "check": {
       if (rest.length !== 1) throw new UsageError(`check takes exactly one spec file argument, got ${rest.length}`, rest.length);
@@ -198,8 +237,15 @@ async function main(argv: string[]): Promise<number> {
       const { runTrain } = await import("./train-command.js");
       return runTrain({ config: values.config, resume: values.resume ?? false, json: values.json ?? false });
     }
+    case "sae": {
+      if (rest.length !== 1 || rest[0] !== "train") throw new UsageError(`sae takes one subcommand, train; got ${rest.length === 0 ? "none" : JSON.stringify(rest.join(" "))}`, rest[0]);
+      const { parseSaeTrainArgs, runSaeTrain } = await import("./sae-command.js");
+      const args = parseSaeTrainArgs(values);
+      testInternalErrorHook(command);
+      return runSaeTrain(args);
+    }
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate, attribute, check, train`, command);
+      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate, attribute, check, train, sae`, command);
   }
 }
 

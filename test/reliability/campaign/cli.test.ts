@@ -5,9 +5,11 @@
  * print exactly one JSON object on stdout under `--json` (the error's code as expected), and no
  * stack trace without `--debug`. The outcome table prints at the end (see `_campaign.ts`).
  */
-import { writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Sae } from "../../../src/sae/sae.js";
+import { saveSae } from "../../../src/sae/save.js";
 import { makeTestModel, type TestModel } from "../../helpers/models.js";
 import { tdb, type CliRun } from "../../cli/_run.js";
 import { outcomes, summary, type Outcome } from "./_campaign.js";
@@ -17,6 +19,26 @@ beforeAll(async () => {
   tm = await makeTestModel();
   await writeFile(join(tm.dir, "not-a-dir.txt"), "x");
   await writeFile(join(tm.dir, "bad-spec.yaml"), "assertions:\n  - id: a\n    kind: explode\n");
+  // SAEs on blocks.0.hook_mlp_out: a good one (8 latents), one whose safetensors file is cut
+  // short, one whose cfg.json is not JSON, one whose d_in does not match the hook.
+  const d = tm.arch.n_embd;
+  const sae = (dIn: number) =>
+    Sae.create({ architecture: "standard", dIn, dSae: 8, hookName: "blocks.0.hook_mlp_out" }, {
+      W_enc: Float32Array.from({ length: dIn * 8 }, (_, i) => Math.sin(i) / 4),
+      W_dec: Float32Array.from({ length: dIn * 8 }, (_, i) => Math.cos(i) / 4),
+      b_enc: new Float32Array(8).fill(0.01),
+      b_dec: new Float32Array(dIn),
+    });
+  await saveSae(sae(d), join(tm.dir, "sae"));
+  await saveSae(sae(d + 1), join(tm.dir, "sae-wide"));
+  const weights = await readFile(join(tm.dir, "sae", "sae_weights.safetensors"));
+  const cfg = await readFile(join(tm.dir, "sae", "cfg.json"));
+  await mkdir(join(tm.dir, "sae-corrupt"));
+  await writeFile(join(tm.dir, "sae-corrupt", "cfg.json"), cfg);
+  await writeFile(join(tm.dir, "sae-corrupt", "sae_weights.safetensors"), weights.subarray(0, weights.length - 37));
+  await mkdir(join(tm.dir, "sae-badcfg"));
+  await writeFile(join(tm.dir, "sae-badcfg", "cfg.json"), "{ d_in: 64");
+  await writeFile(join(tm.dir, "sae-badcfg", "sae_weights.safetensors"), weights);
 });
 afterAll(async () => {
   await tm?.cleanup();
@@ -87,6 +109,30 @@ const CASES: CliCase[] = [
   { what: "attribute: --top -1", args: ["attribute", P, "--target", " a", "--distractor", " b", "--top", "-1", M], want: usage },
   { what: "attribute: --head (not taken)", args: ["attribute", P, "--target", " a", "--distractor", " b", "--head", "0.0", M], want: usage },
   { what: "attribute: --model missing", args: ["attribute", P, "--target", " a", "--distractor", " b", "--model", "/nonexistent/tdb-model"], want: err("E_MISSING_FILE") },
+  // SAE flags (--sae on trace, attribute, ablate; --latent on ablate)
+  { what: "trace: --sae a missing directory", args: ["trace", P, "--sae", "/nonexistent/tdb-sae", M], want: err("E_MISSING_FILE") },
+  { what: "trace: --sae a corrupt safetensors file", args: ["trace", P, "--sae", "@sae-corrupt", M], want: err("E_SAFETENSORS") },
+  { what: "trace: --sae a cfg.json that is not JSON", args: ["trace", P, "--sae", "@sae-badcfg", M], want: err("E_SAE_CONFIG") },
+  { what: "trace: --sae whose d_in does not match the hook", args: ["trace", P, "--sae", "@sae-wide", M], want: err("E_SAE_CONFIG") },
+  { what: "trace: --sae empty", args: ["trace", P, "--sae", "", M], want: usage },
+  { what: "trace: --sae twice on one hook", args: ["trace", P, "--sae", "@sae", "--sae", "@sae", M], want: err("E_BAD_OPTION") },
+  { what: "trace: --hooks an SAE hook without --sae", args: ["trace", P, "--hooks", "blocks.0.hook_mlp_out.hook_sae_acts_post", M], want: err("E_BAD_OPTION") },
+  { what: "trace: --hooks an unknown SAE hook", args: ["trace", P, "--sae", "@sae", "--hooks", "blocks.0.hook_mlp_out.hook_sae_nope", M], want: err("E_UNKNOWN_HOOK") },
+  { what: "trace: --sae, its hooks selected", args: ["trace", P, "--sae", "@sae", "--hooks", "blocks.0.hook_mlp_out.hook_sae_acts_post", M], want: ok },
+  { what: "trace: --latent (not taken)", args: ["trace", P, "--latent", "blocks.0.hook_mlp_out:1", M], want: usage },
+  { what: "attribute: --sae a missing directory", args: ["attribute", P, "--target", " a", "--distractor", " b", "--sae", "/nonexistent/tdb-sae", M], want: err("E_MISSING_FILE") },
+  { what: "attribute: --sae a corrupt safetensors file", args: ["attribute", P, "--target", " a", "--distractor", " b", "--sae", "@sae-corrupt", M], want: err("E_SAFETENSORS") },
+  { what: "attribute: --sae whose d_in does not match the hook", args: ["attribute", P, "--target", " a", "--distractor", " b", "--sae", "@sae-wide", M], want: err("E_SAE_CONFIG") },
+  { what: "attribute: --sae", args: ["attribute", P, "--target", " a", "--distractor", " b", "--sae", "@sae", M], want: ok },
+  { what: "ablate: --latent an unknown latent index", args: ["ablate", P, "--sae", "@sae", "--latent", "blocks.0.hook_mlp_out:8", M], want: err("E_INDEX_RANGE") },
+  { what: "ablate: --latent a hook no --sae reads", args: ["ablate", P, "--sae", "@sae", "--latent", "blocks.1.hook_mlp_out:1", M], want: err("E_BAD_OPTION") },
+  { what: "ablate: --latent an unknown hook", args: ["ablate", P, "--sae", "@sae", "--latent", "blocks.0.hook_nope:1", M], want: err("E_UNKNOWN_HOOK") },
+  { what: "ablate: --latent a position out of range", args: ["ablate", P, "--sae", "@sae", "--latent", "blocks.0.hook_mlp_out:1@99", M], want: err("E_POSITION_RANGE", "E_INDEX_RANGE") },
+  { what: "ablate: --latent malformed", args: ["ablate", P, "--sae", "@sae", "--latent", "blocks.0.hook_mlp_out.1", M], want: usage },
+  { what: "ablate: --latent without --sae", args: ["ablate", P, "--latent", "blocks.0.hook_mlp_out:1", M], want: usage },
+  { what: "ablate: --sae without --latent", args: ["ablate", P, "--head", "0.0", "--sae", "@sae", M], want: usage },
+  { what: "ablate: --latent with an SAE whose d_in does not match", args: ["ablate", P, "--sae", "@sae-wide", "--latent", "blocks.0.hook_mlp_out:1", M], want: err("E_SAE_CONFIG") },
+  { what: "ablate: --latent", args: ["ablate", P, "--sae", "@sae", "--latent", "blocks.0.hook_mlp_out:1@-1", M], want: ok },
   // check
   { what: "check: no spec", args: ["check", M], want: usage },
   { what: "check: two specs", args: ["check", "a.yaml", "b.yaml", M], want: usage },
@@ -134,7 +180,9 @@ describe.concurrent("bad-input campaign: tdb command line", () => {
   for (const c of CASES) {
     for (const json of [false, true]) {
       it(`${c.what}${json ? " --json" : ""}`, async () => {
-        const args = c.args.flatMap((a) => (a === M ? ["--model", tm.dir] : a === "@file" ? [join(tm.dir, "not-a-dir.txt")] : a === "@badspec" ? [join(tm.dir, "bad-spec.yaml")] : [a]));
+        const args = c.args.flatMap((a) =>
+          a === M ? ["--model", tm.dir] : a === "@file" ? [join(tm.dir, "not-a-dir.txt")] : a === "@badspec" ? [join(tm.dir, "bad-spec.yaml")] : a.startsWith("@sae") ? [join(tm.dir, a.slice(1))] : [a],
+        );
         const r = await tdb(json ? [...args, "--json"] : args);
         const { outcome, detail } = classify(c, json, r);
         outcomes.push({ entry: `cli ${c.args[0] ?? "(none)"}`, what: `${c.what}${json ? " --json" : ""}`, outcome, detail });
