@@ -154,22 +154,36 @@ export interface LoadSaeOptions extends SaeOptions, DefaultFilesOptions {
   normScalingFactor?: number;
 }
 
+/** `tdb:<model>/<hook>`: an SAE shipped inside a packaged model's directory. */
+const PACKAGED_SAE_RE = /^(tdb:[^/]+)\/(.+)$/;
+
 /**
  * Loads a SAELens SAE: `cfg.json` and `sae_weights.safetensors` from a directory, a hub id (through
  * the registered file adapter, as `Model.load` resolves them) or any {@link ModelFiles}. F32, F16,
  * BF16 and F64 weights are read as float32. A missing file is `E_MISSING_FILE`; a corrupt
  * safetensors file `E_SAFETENSORS`; an unknown architecture, a missing weight or a weight whose
- * shape disagrees with d_in / d_sae `E_SAE_CONFIG`.
+ * shape disagrees with d_in / d_sae `E_SAE_CONFIG`. `tdb:<model>/<hook>` names an SAE shipped with a
+ * packaged model (`tdb:brown-small/blocks.2.hook_mlp_out`: its `saes/<hook>` folder).
  *
  * @example
  * ```ts
+ * const shipped = await loadSae("tdb:brown-small/blocks.2.hook_mlp_out");
  * const sae = await loadSae("./saes/blocks.2.hook_mlp_out");
  * const z = await sae.encode(activations);
  * ```
  */
 export async function loadSae(source: string | ModelFiles, options: LoadSaeOptions = {}): Promise<Sae> {
+  let subfolder = options.subfolder;
+  if (typeof source === "string") {
+    const m = PACKAGED_SAE_RE.exec(source);
+    if (m) {
+      // `tdb:<model>/<hook>`: an SAE shipped with a packaged model, in its `saes/<hook>` folder.
+      source = m[1]!;
+      subfolder = `saes/${m[2]!}${subfolder ? `/${subfolder}` : ""}`;
+    }
+  }
   const files = typeof source === "string" ? await defaultFiles(source, options) : source;
-  const prefix = options.subfolder ? `${options.subfolder.replace(/\/+$/, "")}/` : "";
+  const prefix = subfolder ? `${subfolder.replace(/\/+$/, "")}/` : "";
   const read = async (name: string): Promise<Uint8Array> => {
     const b = await files.read(prefix + name);
     if (b === null) {
