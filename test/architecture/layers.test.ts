@@ -18,7 +18,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["hooks/", "autodiff/", "synthetic/", "corpus/"],
   ["trace/"],
   ["runtime/"],
-  ["intervene/", "attribution/", "train/", "circuits/", "sae/"],
+  ["intervene/", "attribution/", "train/", "circuits/", "sae/", "explainer/"],
   ["model/"],
   ["check/"], // interpretability regression specs, run through the facade
   ["cli/"],
