@@ -36,7 +36,16 @@ export type TdbErrorCode =
   | "E_CHECKPOINT_MISMATCH"
   | "E_MEMORY_BUDGET"
   | "E_SAFETENSORS"
-  | "E_SAE_CONFIG";
+  | "E_SAE_CONFIG"
+  | "E_LLM_CONFIG"
+  | "E_LLM_AUTH"
+  | "E_LLM_HTTP"
+  | "E_LLM_RATE_LIMIT"
+  | "E_LLM_SERVER"
+  | "E_LLM_TIMEOUT"
+  | "E_LLM_NETWORK"
+  | "E_LLM_ABORTED"
+  | "E_LLM_BAD_REPLY";
 
 /** Details carried by a {@link TdbError}. */
 export interface TdbErrorDetails {
