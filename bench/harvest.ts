@@ -1,0 +1,123 @@
+/**
+ * bench/harvest.ts: the cost of harvesting activation records of every MLP neuron.
+ *
+ * On the generated model with GPT-2-small shapes (12 layers, d_mlp 3072: 36,864 neurons; GPT-2
+ * tokenizer) and the first `--tokens` tokens of the Brown corpus in 64-token windows, measures
+ * in the same run, on the same windows and batches (8 windows per pass, harvesting's default):
+ *
+ * - forward: `model.trace(rows, { hooks: [], logits: "last" })`, the plain forward pass;
+ * - hooks: the same with the 12 `mlp.hook_post` hooks cached (what harvesting reads), no records;
+ * - harvest: `harvestRecords(model, corpus, { nodes: allNeurons(config) })` (top 20, random 20,
+ *   statistics and quantile sketches of every neuron), timed from its start to its last forward
+ *   pass (tokenizing and all passes), and in total (with the random windows' pass and the
+ *   final copies into the record set). Wall time and process CPU time (all threads).
+ *
+ * Target (issue 10): harvest <= 1.3 x forward. The forward runs before and after the harvest;
+ * its mean is used. Figures are noisy on a shared machine.
+ *
+ * Run: npx tsx bench/harvest.ts [--tokens 4096] [--layers 12]
+ */
+import os from "node:os";
+import { performance } from "node:perf_hooks";
+import { brownCorpus } from "../src/corpus/node.js";
+import type { CorpusDocument } from "../src/corpus/document.js";
+import { allNeurons, harvestRecords } from "../src/explainer/records.js";
+import type { HookName } from "../src/hooks/names.js";
+import { benchModel, flag, peakRssMiB } from "./_shared.js";
+
+const TOKENS = flag("tokens", 4096);
+const LAYERS = flag("layers", 12);
+const CTX = 64;
+const BATCH = 8;
+
+const t0 = performance.now();
+const { model, dir } = await benchModel();
+console.log(`model loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s (${dir})`);
+
+// The corpus: Brown documents until TOKENS tokens, and the windows harvesting cuts from them
+// (documented rule: per document, 64-token windows; whole windows while fewer than TOKENS were taken).
+const docs: CorpusDocument[] = [];
+const windows: number[][] = [];
+let taken = 0;
+for await (const d of brownCorpus()) {
+  if (taken >= TOKENS) break;
+  docs.push(d);
+  const ids = model.toTokens(d.text, { prependBos: false });
+  for (let o = 0; o < ids.length && taken < TOKENS; o += CTX) {
+    const w = ids.slice(o, o + CTX);
+    windows.push(w);
+    taken += w.length;
+  }
+}
+// Batches as harvesting forms them: windows of equal length, BATCH at a time.
+const byLen = new Map<number, number[][]>();
+const batches: number[][][] = [];
+for (const w of windows) {
+  let l = byLen.get(w.length);
+  if (!l) byLen.set(w.length, (l = []));
+  l.push([model.bosTokenId, ...w]);
+  if (l.length === BATCH) {
+    batches.push(l);
+    byLen.delete(w.length);
+  }
+}
+batches.push(...byLen.values());
+console.log(`${taken} tokens in ${windows.length} windows, ${batches.length} batches, ${docs.length} documents`);
+
+const layers = Array.from({ length: LAYERS }, (_, l) => l);
+const postHooks = layers.map((l) => `blocks.${l}.mlp.hook_post` as HookName);
+
+/** Process CPU time (all threads: onnxruntime's and JavaScript's), ms. */
+const cpuMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+const cpu: Record<string, number> = {};
+
+async function timeTrace(hooks: readonly HookName[], name: string): Promise<number> {
+  const s = performance.now();
+  const c = cpuMs();
+  for (const b of batches) await model.trace(b, { hooks, prependBos: false, logits: "last" });
+  cpu[name] = (cpu[name] ?? 0) + cpuMs() - c;
+  return performance.now() - s;
+}
+
+// Warm-up: build both sessions.
+await model.trace([batches[0]![0]!], { hooks: [], prependBos: false, logits: "last" });
+await model.trace([batches[0]![0]!], { hooks: postHooks, prependBos: false, logits: "last" });
+
+const fwd1 = await timeTrace([], "forward");
+let last = 0;
+let cpuLast = 0;
+const h0 = performance.now();
+const c0 = cpuMs();
+const records = await harvestRecords(model, docs, {
+  nodes: allNeurons(model.config, layers),
+  contextTokens: CTX,
+  batch: BATCH,
+  tokens: TOKENS,
+  onProgress: () => {
+    last = performance.now();
+    cpuLast = cpuMs();
+  },
+});
+const harvestTotal = performance.now() - h0;
+const harvestCpuTotal = cpuMs() - c0;
+const hooks = await timeTrace(postHooks, "hooks");
+const fwd2 = await timeTrace([], "forward");
+const fwd = (fwd1 + fwd2) / 2;
+// From the start to the last forward pass: tokenizing and every pass, not the final copies and the random windows' pass.
+const loop = last - h0;
+const loopCpu = cpuLast - c0;
+const fwdCpu = cpu.forward! / 2;
+
+const rate = (ms: number): string => `${((taken / ms) * 1000).toFixed(0)} tokens/s`;
+console.log(`nodes: ${records.nodes.length} (${LAYERS} layers x ${model.config.dMlp}), tokens harvested ${records.tokens}`);
+console.log("                           wall                           | process CPU (all threads)");
+console.log(`forward (no hooks):        ${fwd.toFixed(0)} ms  ${rate(fwd)}  (runs: ${fwd1.toFixed(0)}, ${fwd2.toFixed(0)}) | ${fwdCpu.toFixed(0)} ms`);
+console.log(`forward + ${LAYERS} hook_post:    ${hooks.toFixed(0)} ms  ${rate(hooks)}  ratio ${(hooks / fwd).toFixed(2)} | ${cpu.hooks!.toFixed(0)} ms  ratio ${(cpu.hooks! / fwdCpu).toFixed(2)}`);
+console.log(`harvest (forward passes):  ${loop.toFixed(0)} ms  ${rate(loop)}  ratio ${(loop / fwd).toFixed(2)}  (target <= 1.3) | ${loopCpu.toFixed(0)} ms  ratio ${(loopCpu / fwdCpu).toFixed(2)}`);
+console.log(`harvest (total):           ${harvestTotal.toFixed(0)} ms  ${rate(harvestTotal)}  ratio ${(harvestTotal / fwd).toFixed(2)} | ${harvestCpuTotal.toFixed(0)} ms  ratio ${(harvestCpuTotal / fwdCpu).toFixed(2)}`);
+console.log(`load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} on ${os.cpus().length} CPUs (figures are noisy on a shared machine)`);
+console.log(`peak RSS ${peakRssMiB()} MiB`);
+await model.dispose();
