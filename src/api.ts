@@ -200,5 +200,60 @@ export {
   type TensorToWrite,
 } from "./sae/safetensors.js";
 
+// Explanations: nodes and records, harvesting, the offline (N2G-style) and LLM explainers, scores
+export {
+  nodeKey,
+  QUANTILE_LEVELS,
+  type ExplainableNode,
+  type NeuronNode,
+  type SaeLatentNode,
+  type HeadNode,
+  type ActivationRecord,
+  type ActivationStats,
+  type NodeRecords,
+} from "./explainer/types.js";
+export {
+  harvestRecords,
+  allNeurons,
+  allHeads,
+  allLatents,
+  neurons,
+  type HarvestRecordsOptions,
+  type HarvestProgress,
+  type RecordsModel,
+  type RecordsModelConfig,
+  type RecordsActivation,
+  type RecordsCache,
+  type RecordsTrace,
+  type RecordsSae,
+  type RecordsCorpus,
+  type RecordsCheckpoint,
+  type RecordsCheckpointer,
+  type CorpusPosition,
+} from "./explainer/records.js";
+export { HarvestedRecords, mergeRecords, type RecordSettings, type RecordGroup, type RecordGroupKind, type WindowRef, type RandomWindow } from "./explainer/records-data.js";
+export { encodeRecords, decodeRecords, RECORDS_FORMAT, RECORDS_VERSION, type DecodeRecordsOptions } from "./explainer/records-io.js";
+export { explainOffline, simulateOffline, PatternTrie, OFFLINE_DEFAULTS, type OfflineExplainOptions, type OfflineExplanation, type OfflineStatus, type TokenPattern, type TokenFold } from "./explainer/offline.js";
+export { ITEM_FAILURE_CODES, type LlmClient, type LlmIdentity, type ChatMessage, type ChatRequest, type ChatResponse, type TokenLogprob, type TokenAlternative } from "./explainer/llm.js";
+export { openAiClient, OpenAiChatClient, DEFAULT_LLM_BASE_URL, type OpenAiClientOptions, type OpenAiClientSettings } from "./explainer/openai-client.js";
+export { PROMPT_VERSION } from "./explainer/prompts.js";
+export { simulateTokens, SIMULATION_MODES, type SimulationMode, type SimulateOptions, type Simulation } from "./explainer/simulate.js";
+export {
+  scoreSimulations,
+  binaryScore,
+  scoreDetection,
+  scoreFuzzing,
+  type SimulationScore,
+  type ScoreDegenerate,
+  type BinaryScore,
+  type LlmScorerOptions,
+  type LlmBinaryScore,
+  type ScoredItem,
+  type ScorerFailure,
+} from "./explainer/scoring.js";
+export { explainWithLlm, cacheKey, type ExplainWithLlmOptions, type LlmExplanation, type LlmScorer, type SimulatedRecord, type ExplainFailure, type CacheKeyParts } from "./explainer/explain-llm.js";
+export { OFFLINE_EXPLAINER_VERSION, type ExplainNeuronOptions, type NodeExplanation, type SimulatedExcerpt } from "./model/explain.js";
+export { directoryStore, memoryStore, type KeyValueStore } from "./io/store.js";
+
 // Errors
 export { TdbError, type TdbErrorCode, type TdbErrorDetails } from "./base/errors.js";

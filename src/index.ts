@@ -60,6 +60,10 @@ export {
 // Sparse autoencoders written to disk in SAELens's layout (Node: files)
 export { saveSae } from "./sae/save.js";
 export { readSaeCheckpoint, writeSaeCheckpoint, saeRunHash, type SaeCheckpointState, type SaeCheckpointArray } from "./sae/checkpoint.js";
+export { writeRecords, readRecords, writeRecordsCheckpoint, readRecordsCheckpoint, fileCheckpointer } from "./explainer/records-node.js";
+
+// Key-value stores in a directory (explanation caches); importing registers `directoryStore`
+export { nodeDirectoryStore } from "./io/node-store.js";
 
 // Training (Node: checkpoints and model directories go to disk)
 export { train } from "./train/train.js";

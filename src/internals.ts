@@ -45,3 +45,34 @@ export { ONNX_MIN_MACS, requiredWeights, weightShape } from "./sae/sae.js";
 export { parseSaeConfig, saeConfigJson, SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME } from "./sae/saelens.js";
 export { SAFETENSORS_DTYPES, FLOAT_DTYPES, MAX_HEADER_BYTES } from "./sae/safetensors.js";
 export { DENSE_THRESHOLD } from "./sae/metrics.js";
+export { mapLimit, Semaphore, redact, publicUrl, isItemFailure } from "./explainer/llm.js";
+export { parseRetryAfter } from "./explainer/openai-client.js";
+export {
+  SCALE_MAX,
+  HIGHLIGHT,
+  normalizeActivations,
+  maxActivationOf,
+  showToken,
+  formatRecord,
+  formatHeadRecord,
+  nodeLabel,
+  explanationLead,
+  explanationMessages,
+  parseExplanation,
+  simulationMessages,
+  parseSimulation,
+  extractJson,
+  expectedValuesFromLogprobs,
+  detectionMessages,
+  fuzzingMessages,
+  highlight,
+  parseBinaryList,
+  type Parsed,
+  type ExpectedValues,
+} from "./explainer/prompts.js";
+export { checkSimulationMode } from "./explainer/simulate.js";
+export { fnv1a64 } from "./explainer/explain-llm.js";
+export { tokenKey } from "./explainer/offline.js";
+export { windowHash, compareWindows, compareRandom, SUM_SCALE } from "./explainer/records-data.js";
+export { encodeCheckpoint, decodeCheckpoint } from "./explainer/records-io.js";
+export { SKETCH_BINS, SKETCH_RELATIVE_ERROR } from "./explainer/sketch.js";

@@ -21,6 +21,9 @@ import type { Activation } from "../trace/activation.js";
 import type { Trace } from "../trace/trace.js";
 import type { Sae } from "../sae/sae.js";
 import { evaluateSae, type EvaluateSaeOptions, type SaeEvaluation } from "./sae-eval.js";
+import { explainNeuron, type ExplainNeuronOptions, type NodeExplanation } from "./explain.js";
+import type { LlmClient } from "../explainer/llm.js";
+import type { ExplainableNode } from "../explainer/types.js";
 import { interveneWithLatents, traceWithSaes, type AnyEdit, type SaeInterveneOptions, type SaeTraceOptions } from "./sae-splice.js";
 
 const runtimes = new WeakMap<Model, ModelRuntime>();
@@ -182,6 +185,30 @@ export class Model {
    */
   async evaluateSae(sae: Sae, input: ModelInput, opts: EvaluateSaeOptions = {}): Promise<SaeEvaluation> {
     return evaluateSae(this.rt, sae, input, opts);
+  }
+
+  /**
+   * Explains a node (MLP neuron, SAE latent or attention head) from its activation records: with
+   * an LLM (explain, simulate, score: neuron-explainer's method, plus delphi's detection and
+   * fuzzing scorers on request), or `"offline"` with the token-pattern explainer that needs no
+   * LLM. Records come from `records` or are harvested from `corpus`; results are cached in
+   * `cache` (a store or a directory), keyed by model, node, explainer version and LLM.
+   *
+   * @example
+   * ```ts
+   * const e = await model.explainNeuron({ kind: "mlp_neuron", layer: 1, index: 7 }, "offline", { corpus: texts });
+   * e.explanation; e.scores.correlation;
+   * const llm = openAiClient({ model: "gpt-4o-mini" });          // key from OPENAI_API_KEY
+   * await model.explainNeuron(node, llm, { records, scorers: ["detection"], cache: ".tdb-cache" });
+   * ```
+   */
+  async explainNeuron(node: ExplainableNode, explainer: LlmClient | "offline", opts: ExplainNeuronOptions = {}): Promise<NodeExplanation> {
+    return explainNeuron(this.rt, node, explainer, opts);
+  }
+
+  /** What the model was loaded from: its id or directory (or the origin of the files it was given). */
+  get source(): string {
+    return this.rt.source;
   }
 
   /**

@@ -39,6 +39,8 @@ export class ModelRuntime {
   private weightsCache: ModelWeights | undefined;
   /** Token helpers handed to the traces this runtime (or a feature assembling results) builds. */
   readonly codec: TokenCodec;
+  /** What the model was loaded from: its id or directory, or the origin of the `files` it was given. */
+  source = "";
 
   private constructor(
     /** Model dimensions and the raw config.json. */
@@ -66,6 +68,7 @@ export class ModelRuntime {
     const id = idOrDir === undefined && opts.files === undefined ? DEFAULT_MODEL_ID : (idOrDir as string);
     const { config, tokenizer, hookMap, adapter, base } = await loadModelParts(id, opts);
     const rt = new ModelRuntime(config, tokenizer, hookMap, adapter, base, opts);
+    rt.source = opts.files?.origin ?? id;
     // The weights file must exist before anything reads `weights`, or views of the decoded
     // buffer keep it alive (see SessionPool.ready).
     await rt.sessions.ready();
