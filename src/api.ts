@@ -254,6 +254,8 @@ export {
 export { explainWithLlm, cacheKey, type ExplainWithLlmOptions, type LlmExplanation, type LlmScorer, type SimulatedRecord, type ExplainFailure, type CacheKeyParts } from "./explainer/explain-llm.js";
 export { OFFLINE_EXPLAINER_VERSION, type ExplainNeuronOptions, type NodeExplanation, type SimulatedExcerpt } from "./model/explain.js";
 export { directoryStore, memoryStore, type KeyValueStore } from "./io/store.js";
+export { loadExplanations, ExplanationIndex, EXPLANATION_FILES, type StoredExplanation, type LoadExplanationsOptions } from "./explainer/explanations.js";
+export type { WithExplanations } from "./model/explanations.js";
 
 // Errors
 export { TdbError, type TdbErrorCode, type TdbErrorDetails } from "./base/errors.js";

@@ -60,6 +60,10 @@ export interface AttributionNode {
   writeMagnitude: number;
   directEffect: number;
   totalEffect: number;
+  /** The node's explanation, when explanations were given (`Model.attribute`'s `explanations`). */
+  explanation?: string;
+  /** The explanation's score (correlation of simulated and true activations). */
+  explanationScore?: number;
 }
 
 /** Columns of the table. */

@@ -24,6 +24,7 @@ import { evaluateSae, type EvaluateSaeOptions, type SaeEvaluation } from "./sae-
 import { explainNeuron, type ExplainNeuronOptions, type NodeExplanation } from "./explain.js";
 import type { LlmClient } from "../explainer/llm.js";
 import type { ExplainableNode } from "../explainer/types.js";
+import { splitExplanations, withExplanations, type WithExplanations } from "./explanations.js";
 import { interveneWithLatents, traceWithSaes, type AnyEdit, type SaeInterveneOptions, type SaeTraceOptions } from "./sae-splice.js";
 
 const runtimes = new WeakMap<Model, ModelRuntime>();
@@ -242,8 +243,10 @@ export class Model {
 
   /**
    * The Transformer Debugger node table for "why `target` rather than `distractor`?" at the
-   * last position: MLP neurons, attention-head nodes and token embeddings with activation, write
-   * magnitude, direct effect and estimated total effect (activation x gradient).
+   * last position: MLP neurons, attention-head nodes and token embeddings (and SAE latents, with
+   * `saes`) with activation, write magnitude, direct effect and estimated total effect
+   * (activation x gradient). With `explanations` (`loadExplanations("tdb:brown-small")`), rows of
+   * explained nodes carry their explanation and its score.
    *
    * @example
    * ```ts
@@ -251,13 +254,15 @@ export class Model {
    * console.table(t.nodes.slice(0, 10));
    * ```
    */
-  async attribute(input: ModelInput, opts: AttributeOptions): Promise<NodeTable> {
-    return attribute(this.rt, input, opts);
+  async attribute(input: ModelInput, opts: AttributeOptions & WithExplanations): Promise<NodeTable> {
+    const { explanations, rest } = splitExplanations(opts);
+    return withExplanations(await attribute(this.rt, input, rest as AttributeOptions), explanations);
   }
 
-  /** The node table with the loss replaced by one node's pre-activation (see {@link traceUpstream}). */
-  async traceUpstream(input: ModelInput, node: UpstreamNode, opts: UpstreamOptions = {}): Promise<NodeTable> {
-    return traceUpstream(this.rt, input, node, opts);
+  /** The node table with the loss replaced by one node's pre-activation (see {@link traceUpstream}); `explanations` as in {@link attribute}. */
+  async traceUpstream(input: ModelInput, node: UpstreamNode, opts: UpstreamOptions & WithExplanations = {}): Promise<NodeTable> {
+    const { explanations, rest } = splitExplanations(opts);
+    return withExplanations(await traceUpstream(this.rt, input, node, rest), explanations);
   }
 
   /** Direct logit attribution of the logit difference to every residual-stream component. */
