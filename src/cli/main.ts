@@ -27,6 +27,13 @@ Usage:
   tdb sae train --hook <name> --latents N [--model dir|hub-id] [--architecture standard|topk --k K]
              [--tokens N] [--steps N] [--batch N] [--lr X] [--l1 X] [--context N] [--seed N]
              [--corpus file.txt|file.jsonl] [--out dir] [--checkpoint file [--resume]] [--json]
+  tdb harvest --out <records dir> [--model dir|hub-id] [--layers 0,1] [--neurons L:I,...] [--heads]
+             [--sae sae]... [--corpus file.txt|file.jsonl] [--tokens N] [--context N] [--top N]
+             [--random N] [--checkpoint file [--resume]] [--json]
+  tdb explain (--layer L --neuron I[,I...] | --node mlp.L.I|attn.L.H|sae.HOOK.I) [--model dir|hub-id]
+             [--records dir | --corpus file --tokens N] [--sae sae]...
+             (--offline | --llm-model M [--llm-base-url URL] [--llm-retries N] [--scorers detection,fuzzing])
+             [--cache dir] [--json]
   tdb --help | --version
 
 Options:
@@ -45,7 +52,7 @@ Options:
   --target, --distractor
             (ablate) single tokens whose logit difference is reported, e.g. " Mary" " John"
   --junit   (check) also write a JUnit XML report to this file
-  --json    machine-readable output (schemas tdb.trace/1, tdb.ablate/1, tdb.attribute/1, tdb.check/1; see docs/cli.md)
+  --json    machine-readable output (schemas tdb.trace/1, tdb.ablate/1, tdb.attribute/1, tdb.check/1, tdb.harvest/1, tdb.explain/1; see docs/cli.md)
   --config  (train) training config file (JSON; see src/cli/train-command.ts)
   --resume  (train) continue from the config's checkpoint when it exists
             (sae train) continue from --checkpoint when it exists
@@ -58,6 +65,20 @@ Options:
             rows per step (default 4096)
   --corpus  (sae train) text (paragraphs) or JSONL file to harvest from (default: Brown)
   --out     (sae train) output directory, SAELens layout (default: sae-<hook>)
+  --layers, --neurons, --heads
+            (harvest) MLP neurons of these layers (default all), or just --neurons 0:5,1:17;
+            --heads adds the layers' attention heads, each --sae all its latents
+  --top, --random, --context
+            (harvest, explain) top and random excerpts per node (20, 20), tokens per excerpt (64)
+  --records (explain) a record set written by tdb harvest (else records are harvested from
+            --corpus, default Brown, over --tokens, default 50000)
+  --node    (explain) node ids mlp.L.I, attn.L.H, sae.HOOK.I (comma-separated or repeated)
+  --offline (explain) the offline token-pattern explainer (no LLM)
+  --llm-model, --llm-base-url, --llm-retries
+            (explain) an OpenAI-compatible chat endpoint (default base URL: TDB_LLM_BASE_URL or
+            OpenAI); the API key is read from TDB_LLM_API_KEY or OPENAI_API_KEY only
+  --scorers (explain) extra LLM scorers: detection, fuzzing
+  --cache   (explain) cache explanations in this directory
   --debug   print the stack trace of an error on stderr
 
 Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal error.
@@ -72,6 +93,8 @@ const COMMAND_FLAGS: Record<string, readonly string[]> = {
   attribute: [...COMMON_FLAGS, "target", "distractor", "sae"],
   check: ["model", "json", "junit"],
   train: ["config", "resume", "json"],
+  harvest: ["model", "json", "layers", "neurons", "heads", "sae", "corpus", "tokens", "context", "top", "random", "out", "checkpoint", "resume"],
+  explain: ["model", "json", "layer", "neuron", "node", "records", "sae", "corpus", "tokens", "context", "top", "random", "offline", "llm-base-url", "llm-model", "llm-retries", "scorers", "cache"],
   sae: ["model", "json", "hook", "latents", "architecture", "k", "tokens", "steps", "batch", "lr", "l1", "context", "seed", "corpus", "out", "checkpoint", "resume"],
 };
 
@@ -158,6 +181,19 @@ async function main(argv: string[]): Promise<number> {
         corpus: { type: "string" },
         out: { type: "string" },
         checkpoint: { type: "string" },
+        layers: { type: "string" },
+        neurons: { type: "string" },
+        heads: { type: "boolean" },
+        random: { type: "string" },
+        layer: { type: "string" },
+        node: { type: "string", multiple: true },
+        records: { type: "string" },
+        offline: { type: "boolean" },
+        "llm-base-url": { type: "string" },
+        "llm-model": { type: "string" },
+        "llm-retries": { type: "string" },
+        scorers: { type: "string" },
+        cache: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
         debug: { type: "boolean" },
@@ -178,7 +214,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (command === undefined) throw new UsageError("no command given; commands: trace, ablate, attribute, check, train, sae");
+  if (command === undefined) throw new UsageError("no command given; commands: trace, ablate, attribute, check, train, sae, harvest, explain");
   if (COMMAND_FLAGS[command]) checkFlags(command, values);
   switch (command) {
     case "trace": {
@@ -244,8 +280,22 @@ async function main(argv: string[]): Promise<number> {
       testInternalErrorHook(command);
       return runSaeTrain(args);
     }
+    case "harvest": {
+      if (rest.length !== 0) throw new UsageError(`harvest takes no positional arguments, got ${rest.length}`, rest.length);
+      const { parseHarvestArgs, runHarvest } = await import("./harvest-command.js");
+      const args = parseHarvestArgs(values);
+      testInternalErrorHook(command);
+      return runHarvest(args);
+    }
+    case "explain": {
+      if (rest.length !== 0) throw new UsageError(`explain takes no positional arguments, got ${rest.length}`, rest.length);
+      const { parseExplainArgs, runExplain } = await import("./explain-command.js");
+      const args = parseExplainArgs(values);
+      testInternalErrorHook(command);
+      return runExplain(args);
+    }
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate, attribute, check, train, sae`, command);
+      throw new UsageError(`unknown command ${JSON.stringify(command)}; commands: trace, ablate, attribute, check, train, sae, harvest, explain`, command);
   }
 }
 

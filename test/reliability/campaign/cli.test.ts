@@ -141,6 +141,24 @@ const CASES: CliCase[] = [
   // train
   { what: "train: no --config", args: ["train"], want: usage },
   { what: "train: a config file that does not exist", args: ["train", "--config", "/nonexistent/run.json"], want: err("E_FILE_SYSTEM", "E_MISSING_FILE", "E_BAD_INPUT") },
+  // harvest
+  { what: "harvest: no --out", args: ["harvest", "--layers", "0", M], want: usage },
+  { what: "harvest: --neurons malformed", args: ["harvest", "--out", "@out-records", "--neurons", "0.5", M], want: usage },
+  { what: "harvest: --layers out of range", args: ["harvest", "--out", "@out-records", "--layers", "9", M], want: err("E_LAYER_RANGE") },
+  { what: "harvest: --neurons index out of range", args: ["harvest", "--out", "@out-records", "--neurons", "0:100000", M], want: err("E_INDEX_RANGE") },
+  { what: "harvest: --corpus a missing file", args: ["harvest", "--out", "@out-records", "--corpus", "/nonexistent/corpus.txt", M], want: err("E_FILE_SYSTEM", "E_MISSING_FILE") },
+  { what: "harvest: --out a file", args: ["harvest", "--out", "@file", "--corpus", "@file", "--neurons", "0:1", M], want: err("E_FILE_SYSTEM") },
+  // explain
+  { what: "explain: no node", args: ["explain", "--offline", M], want: usage },
+  { what: "explain: --node malformed", args: ["explain", "--node", "neuron.0.1", "--offline", M], want: usage },
+  { what: "explain: neither --offline nor an LLM", args: ["explain", "--node", "mlp.0.1", "--llm-base-url", "http://127.0.0.1:9/v1", M], want: usage },
+  { what: "explain: --records a missing directory", args: ["explain", "--node", "mlp.0.1", "--offline", "--records", "/nonexistent/tdb-records", M], want: err("E_MISSING_FILE") },
+  { what: "explain: --records a file", args: ["explain", "--node", "mlp.0.1", "--offline", "--records", "@file", M], want: err("E_MISSING_FILE", "E_FILE_SYSTEM") },
+  { what: "explain: an unknown node (layer)", args: ["explain", "--node", "mlp.9.0", "--offline", "--corpus", "@file", M], want: err("E_LAYER_RANGE") },
+  { what: "explain: an unknown node (index)", args: ["explain", "--layer", "0", "--neuron", "100000", "--offline", "--corpus", "@file", M], want: err("E_INDEX_RANGE") },
+  { what: "explain: an SAE latent without --sae", args: ["explain", "--node", "sae.blocks.0.hook_mlp_out.1", "--offline", "--corpus", "@file", M], want: err("E_UNKNOWN_HOOK") },
+  { what: "explain: --llm-base-url not http", args: ["explain", "--node", "mlp.0.1", "--llm-base-url", "ftp://example.com/v1", "--llm-model", "m", M], want: err("E_LLM_CONFIG") },
+  { what: "explain: --llm-base-url not a URL", args: ["explain", "--node", "mlp.0.1", "--llm-base-url", "not a url", "--llm-model", "m", M], want: err("E_LLM_CONFIG") },
 ];
 
 /** A stack frame line as Node prints them ("    at f (file:1:2)"). */
@@ -181,7 +199,7 @@ describe.concurrent("bad-input campaign: tdb command line", () => {
     for (const json of [false, true]) {
       it(`${c.what}${json ? " --json" : ""}`, async () => {
         const args = c.args.flatMap((a) =>
-          a === M ? ["--model", tm.dir] : a === "@file" ? [join(tm.dir, "not-a-dir.txt")] : a === "@badspec" ? [join(tm.dir, "bad-spec.yaml")] : a.startsWith("@sae") ? [join(tm.dir, a.slice(1))] : [a],
+          a === M ? ["--model", tm.dir] : a === "@file" ? [join(tm.dir, "not-a-dir.txt")] : a === "@badspec" ? [join(tm.dir, "bad-spec.yaml")] : a.startsWith("@sae") || a.startsWith("@out") ? [join(tm.dir, a.slice(1))] : [a],
         );
         const r = await tdb(json ? [...args, "--json"] : args);
         const { outcome, detail } = classify(c, json, r);
