@@ -220,6 +220,7 @@ export {
   neurons,
   type HarvestRecordsOptions,
   type HarvestProgress,
+  type HarvestTimings,
   type RecordsModel,
   type RecordsModelConfig,
   type RecordsActivation,

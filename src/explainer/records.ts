@@ -12,14 +12,20 @@
  * activation (the peak). A node keeps a bounded min-heap of `topK` slots; a window beating the
  * heap's minimum (the only per-window, per-node test on the hot path) has its activations copied
  * from the batch into the evicted slot. Random excerpts are the `randomK` windows with the
- * smallest seeded hash (the same windows for every node; their activations are computed at the
- * end by running those windows once more). Statistics per node: count, max, fixed-point
- * sum (mean), positive count (density), and a 513-bin quantile sketch (`sketch.ts`).
+ * smallest seeded hash (the same windows for every node). A window's hash is known before it
+ * runs, so a window ranking among the `randomK` smallest hashes so far is a candidate whose
+ * activations are kept when its batch runs (in the slot of the candidate it evicts); only
+ * windows chosen before a resume (whose activations a checkpoint does not hold) run once more
+ * at the end. Statistics per node: count, max, fixed-point sum (mean), positive count
+ * (density), and a 513-bin quantile sketch (`sketch.ts`, binned by a table lookup).
  *
- * Memory: per node `topK x contextTokens` float32 activations for the top slots and as many for
- * the random excerpts (made at the end), 513 uint32 sketch counts and a few numbers; plus one
- * batch's trace. Every neuron of a GPT-2-small-shaped model (12 x 3072 nodes, topK = randomK =
- * 20, contextTokens = 64): 189 MB of top slots + 189 MB of random excerpts + 76 MB of sketches.
+ * Memory: per node `topK x contextTokens` float32 activations for the top slots and
+ * `randomK x contextTokens` for the random candidates, 513 uint32 sketch counts and a few
+ * numbers; plus one batch's trace. Every neuron of a GPT-2-small-shaped model (12 x 3072 nodes,
+ * topK = randomK = 20, contextTokens = 64): 189 MB of top slots + 189 MB of random candidates +
+ * 76 MB of sketches; while the record set is assembled at the end, the sorted top slots are a
+ * copy (another 189 MB) and the random excerpts are put in rank order one group at a time (a
+ * group's candidates' buffer is dropped once its copy is made).
  * The scratch buffer of the hot loop holds one group's batch transposed (d_mlp x batch tokens
  * float32: 6.3 MB for 8 windows of 64 tokens). A checkpoint copies the top slots twice while it
  * is written (sorted snapshot, then its bytes).
@@ -47,7 +53,7 @@ import {
   type RecordSettings,
   type WindowRef,
 } from "./records-data.js";
-import { SKETCH_BINS, sketchBin } from "./sketch.js";
+import { SKETCH_BINS, SKETCH_BIN_OF_TOP12 } from "./sketch.js";
 import { nodeKey, type ExplainableNode, type HeadNode, type NeuronNode, type SaeLatentNode } from "./types.js";
 
 /** The model dimensions harvesting reads (a subset of `ModelConfig`). */
@@ -188,6 +194,22 @@ export interface HarvestRecordsOptions {
   checkpoint?: RecordsCheckpointer;
   /** Continue from a checkpoint of the same harvest (same corpus, nodes and settings). */
   resume?: RecordsCheckpoint;
+  /** Filled with the milliseconds spent per phase when the harvest ends (for benchmarks). */
+  timings?: HarvestTimings;
+}
+
+/** Where a harvest's time went, in milliseconds (see {@link HarvestRecordsOptions.timings}). */
+export interface HarvestTimings {
+  /** Forward passes of the harvest proper (`model.trace` with the hooks cached). */
+  forwardMs: number;
+  /** Per-token node work: statistics, top-excerpt heaps, copies of the random-window candidates. */
+  nodeMs: number;
+  /** The pass over random windows whose activations were not kept (only those chosen before a resume). */
+  randomMs: number;
+  /** Assembling the record set: sorted top excerpts, random excerpts in order, token strings. */
+  assembleMs: number;
+  /** Everything else (reading and tokenizing the corpus, progress, checkpoints). */
+  otherMs: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,6 +340,10 @@ interface GroupState {
   slotWin: (WindowRef | undefined)[];
   /** The heap's minimum peak when full, -Infinity before. */
   thresh: Float32Array;
+  /** Activations of the random-window candidates, slot-major (R x n x C: slot s, node j at (s x n + j) x C; allocated when the harvest starts). */
+  randAct: Float32Array;
+  /** Attention heads: key positions of the random-window candidates (R x n x C). */
+  randKeys?: Int16Array;
 }
 
 /** Activations of one group for one batch: element (window b, excerpt position p, column c) at ((b * rows + first + p) * width + c). */
@@ -339,6 +365,8 @@ function newState(spec: GroupSpec, s: RecordSettings): GroupState {
     heap: new Int32Array(n * s.topK),
     slotWin: new Array<WindowRef | undefined>(n * s.topK).fill(undefined),
     thresh: new Float32Array(n).fill(-Infinity),
+    randAct: new Float32Array(0),
+    randKeys: undefined,
   };
 }
 
@@ -426,6 +454,7 @@ function accumulate(st: GroupState, m: Matrix, wins: readonly WindowRef[], K: nu
   const g = st.g;
   const { sum, positive, max, hist } = g;
   const { cols, thresh } = st;
+  const BIN = SKETCH_BIN_OF_TOP12;
   const n = cols.length;
   const B = wins.length;
   const len = wins[0]!.ids.length;
@@ -461,7 +490,7 @@ function accumulate(st: GroupState, m: Matrix, wins: readonly WindowRef[], K: nu
         ws += v;
         if (v > wm) wm = v;
         ps += v > 0 ? 1 : 0;
-        const h = hb + sketchBin(sb[i]!);
+        const h = hb + BIN[sb[i]! >>> 20]!;
         hist[h] = hist[h]! + 1;
       }
       // Fixed point per window: the window's float64 sum (token order) rounded, so totals are
@@ -475,6 +504,46 @@ function accumulate(st: GroupState, m: Matrix, wins: readonly WindowRef[], K: nu
     max[j] = mx;
   }
   g.count += T;
+}
+
+/**
+ * Keeps the activations of the batch's random-window candidates (window `b` into slot `slot`),
+ * read from the scratch buffer `accumulate` just filled (node j's tokens at j x T).
+ */
+function keepRandom(st: GroupState, m: Matrix, cand: readonly { b: number; slot: number }[], len: number, T: number, R: number, C: number): void {
+  const n = st.cols.length;
+  const sc = scratch;
+  const dst = st.randAct;
+  for (const { b, slot } of cand) {
+    for (let j = 0; j < n; j++) {
+      const from = j * T + b * len;
+      const at = (slot * n + j) * C;
+      for (let p = 0; p < len; p++) dst[at + p] = sc[from + p]!;
+      if (st.randKeys) {
+        const col = st.cols[j]!;
+        for (let p = 0; p < len; p++) st.randKeys[at + p] = m.keys![(b * m.rows + m.first + p) * m.width + col]!;
+      }
+    }
+  }
+}
+
+/**
+ * The random excerpts in rank order (n x R x C, as a record set holds them) from the candidate
+ * slots (slot-major: slot s, node j at (s x n + j) x C): rank r is slot `perm[r]`, of which the
+ * first `lens[r]` values are copied (0: not kept; the rest stays 0).
+ */
+function randomInRankOrder<A extends Float32Array | Int16Array>(a: A, n: number, perm: readonly number[], lens: readonly number[], R: number, C: number): A {
+  const out = (a instanceof Float32Array ? new Float32Array(n * R * C) : new Int16Array(n * R * C)) as A;
+  perm.forEach((slot, r) => {
+    const len = lens[r]!;
+    if (len === 0) return;
+    for (let j = 0; j < n; j++) {
+      const from = (slot * n + j) * C;
+      const at = (j * R + r) * C;
+      for (let p = 0; p < len; p++) out[at + p] = a[from + p]!;
+    }
+  });
+  return out;
 }
 
 /** The activations of a group on a batch of windows of equal length (model rows of length S = len + 1). */
@@ -535,14 +604,29 @@ function snapshot(st: GroupState, s: RecordSettings): RecordGroup {
   out.max.set(src.max);
   out.hist.set(src.hist);
   const index = new Map<WindowRef, number>();
+  const peak = src.topPeak;
+  const slots = new Int32Array(K);
+  const { topAct: srcAct, topKeys: srcKeys } = src;
+  const { topAct: outAct, topKeys: outKeys } = out;
   for (let j = 0; j < src.nodes.length; j++) {
     const base = j * K;
     const size = src.topSize[j]!;
-    const peak = src.topPeak;
-    const slots = Array.from({ length: size }, (_, r) => r).sort(
-      (a, b) => peak[base + b]! - peak[base + a]! || compareWindows(st.slotWin[base + a]!, st.slotWin[base + b]!),
-    );
-    slots.forEach((slot, r) => {
+    // Slots by descending peak, ties by window order (distinct windows: one order): insertion sort.
+    for (let r = 0; r < size; r++) {
+      const pr = peak[base + r]!;
+      const wr = st.slotWin[base + r]!;
+      let i = r;
+      while (i > 0) {
+        const q = slots[i - 1]!;
+        const pq = peak[base + q]!;
+        if (pq > pr || (pq === pr && compareWindows(st.slotWin[base + q]!, wr) < 0)) break;
+        slots[i] = q;
+        i--;
+      }
+      slots[i] = r;
+    }
+    for (let r = 0; r < size; r++) {
+      const slot = slots[r]!;
       const w = st.slotWin[base + slot]!;
       let wi = index.get(w);
       if (wi === undefined) {
@@ -550,11 +634,13 @@ function snapshot(st: GroupState, s: RecordSettings): RecordGroup {
         out.windows.push(w);
         index.set(w, wi);
       }
-      out.topPeak[base + r] = src.topPeak[base + slot]!;
+      out.topPeak[base + r] = peak[base + slot]!;
       out.topWin[base + r] = wi;
-      out.topAct.set(src.topAct.subarray((base + slot) * C, (base + slot + 1) * C), (base + r) * C);
-      if (out.topKeys && src.topKeys) out.topKeys.set(src.topKeys.subarray((base + slot) * C, (base + slot + 1) * C), (base + r) * C);
-    });
+      const from = (base + slot) * C;
+      const at = (base + r) * C;
+      for (let p = 0; p < C; p++) outAct[at + p] = srcAct[from + p]!;
+      if (outKeys && srcKeys) for (let p = 0; p < C; p++) outKeys[at + p] = srcKeys[from + p]!;
+    }
     out.topSize[j] = size;
   }
   return out;
@@ -685,6 +771,21 @@ export async function harvestRecords(model: RecordsModel, corpus: RecordsCorpus,
   }
 
   const t0 = Date.now();
+  const tm: HarvestTimings = { forwardMs: 0, nodeMs: 0, randomMs: 0, assembleMs: 0, otherMs: 0 };
+  const pt0 = performance.now();
+  // Random windows: their activations are kept when they run, in a slot per candidate (the
+  // window's hash is known before it runs, so a window that ranks among the R smallest hashes
+  // so far is a candidate; an evicted candidate frees its slot). Windows chosen before a resume
+  // have no activations kept: they run once more at the end.
+  const randInfo: { slot: number; filled: boolean }[] = random.map((_, i) => ({ slot: i, filled: false }));
+  const candidates = new Map<WindowRef, { slot: number; filled: boolean }>();
+  if (R > 0) {
+    for (const st of states) {
+      const size = st.spec.nodes.length * R * C;
+      st.randAct = new Float32Array(size);
+      if (st.spec.kind === "attn") st.randKeys = new Int16Array(size);
+    }
+  }
   const pending = new Map<number, WindowRef[]>();
   let sinceCheckpoint = 0;
   let documentsRead = 0;
@@ -692,8 +793,26 @@ export async function harvestRecords(model: RecordsModel, corpus: RecordsCorpus,
   const run = async (wins: WindowRef[]): Promise<void> => {
     const S = wins[0]!.ids.length + 1;
     const rows = wins.map((w) => [model.bosTokenId, ...w.ids]);
+    const f0 = performance.now();
     const t = await model.trace(rows, { hooks, prependBos: false, logits: "last" });
-    for (const st of states) accumulate(st, await matrixOf(st, t.cache, wins.length, S), wins, K, C);
+    const f1 = performance.now();
+    tm.forwardMs += f1 - f0;
+    const cand: { b: number; slot: number }[] = [];
+    const infos: { slot: number; filled: boolean }[] = [];
+    wins.forEach((w, b) => {
+      const info = candidates.get(w);
+      if (info === undefined) return;
+      cand.push({ b, slot: info.slot });
+      infos.push(info);
+      candidates.delete(w);
+    });
+    for (const st of states) {
+      const m = await matrixOf(st, t.cache, wins.length, S);
+      accumulate(st, m, wins, K, C);
+      if (cand.length > 0) keepRandom(st, m, cand, S - 1, wins.length * (S - 1), R, C);
+    }
+    for (const info of infos) info.filled = true;
+    tm.nodeMs += performance.now() - f1;
     batches++;
   };
   const flushAll = async (): Promise<void> => {
@@ -709,8 +828,23 @@ export async function harvestRecords(model: RecordsModel, corpus: RecordsCorpus,
     if (random.length === R && compareRandom(rw, random[R - 1]!) >= 0) return;
     let i = random.length;
     while (i > 0 && compareRandom(rw, random[i - 1]!) < 0) i--;
+    let slot = random.length;
+    if (random.length === R) {
+      // The last candidate is evicted: its slot goes to the new one.
+      random.pop();
+      const out = randInfo.pop()!;
+      slot = out.slot;
+      for (const [ref, info] of candidates) {
+        if (info === out) {
+          candidates.delete(ref);
+          break;
+        }
+      }
+    }
+    const info = { slot, filled: false };
     random.splice(i, 0, rw);
-    if (random.length > R) random.pop();
+    randInfo.splice(i, 0, info);
+    candidates.set(w, info);
   };
   const progress = async (): Promise<void> => {
     await o.onProgress?.({ tokens, windows, documents: documentsRead, batches, elapsedMs: Date.now() - t0 });
@@ -756,16 +890,24 @@ export async function harvestRecords(model: RecordsModel, corpus: RecordsCorpus,
     await progress();
   }
 
-  // Random excerpts: the chosen windows through the model once more.
+  const a0 = performance.now();
   const groups = states.map((st) => snapshot(st, settings));
-  for (const g of groups) {
-    g.randomAct = new Float32Array(g.nodes.length * R * C);
-    if (g.randomKeys) g.randomKeys = new Int16Array(g.nodes.length * R * C);
-  }
+  // Random excerpts: the kept candidates in rank order; windows chosen before a resume run once more.
+  const perm = randInfo.map((x) => x.slot);
+  const lens = random.map((w, r) => (randInfo[r]!.filled ? w.ids.length : 0));
+  groups.forEach((g, gi) => {
+    const st = states[gi]!;
+    g.randomAct = R > 0 ? randomInRankOrder(st.randAct, g.nodes.length, perm, lens, R, C) : new Float32Array(0);
+    if (g.randomKeys) g.randomKeys = R > 0 ? randomInRankOrder(st.randKeys!, g.nodes.length, perm, lens, R, C) : new Int16Array(0);
+    st.randAct = new Float32Array(0);
+    st.randKeys = undefined;
+  });
+  const a1 = performance.now();
   // Windows of equal length run together, `batch` at a time, as during the harvest.
   const randomBatches: number[][] = [];
   const byLength = new Map<number, number[]>();
   random.forEach((w, r) => {
+    if (randInfo[r]!.filled) return;
     let list = byLength.get(w.ids.length);
     if (!list) byLength.set(w.ids.length, (list = []));
     list.push(r);
@@ -797,6 +939,7 @@ export async function harvestRecords(model: RecordsModel, corpus: RecordsCorpus,
       });
     }
   }
+  const a2 = performance.now();
   // Token strings of every window kept.
   const ids = new Set<number>();
   for (const g of groups) for (const w of g.windows) for (const id of w.ids) ids.add(id);
@@ -805,5 +948,12 @@ export async function harvestRecords(model: RecordsModel, corpus: RecordsCorpus,
   // toStrTokens takes a token row, at most n_ctx long.
   const strs: string[] = [];
   for (let i = 0; i < list.length; i += nCtx) strs.push(...model.toStrTokens(list.slice(i, i + nCtx)));
+  if (o.timings !== undefined) {
+    const end = performance.now();
+    tm.randomMs = a2 - a1;
+    tm.assembleMs = a1 - a0 + (end - a2);
+    tm.otherMs = end - pt0 - tm.forwardMs - tm.nodeMs - tm.randomMs - tm.assembleMs;
+    Object.assign(o.timings, tm);
+  }
   return new HarvestedRecords(settings, groups, random, new Map(list.map((id, i) => [id, strs[i]!])));
 }

@@ -45,6 +45,13 @@ export function sketchBin(bits: number): number {
   return bits < 0 ? SIDE + k : k;
 }
 
+/**
+ * {@link sketchBin} as a table indexed by the top 12 bits of the pattern (`bits >>> 20`: sign,
+ * exponent and the top 3 mantissa bits, all the bin depends on): `SKETCH_BIN_OF_TOP12[bits >>> 20]
+ * === sketchBin(bits)` for every pattern, one load instead of compares and branches.
+ */
+export const SKETCH_BIN_OF_TOP12: Uint16Array = Uint16Array.from({ length: 1 << 12 }, (_, top) => sketchBin((top << 20) | 0));
+
 const F32 = new Float32Array(1);
 const I32 = new Int32Array(F32.buffer);
 
