@@ -18,6 +18,7 @@ import { gpt2Reference, type RefTensor } from "../reference/gpt2-forward.js";
 import { reference as saeReference } from "../sae/reference.js";
 import { useTestModel, type TestModel } from "../helpers/models.js";
 import { rejected } from "../helpers/errors.js";
+import { uniform } from "../helpers/uniform.js";
 
 let tm: TestModel;
 let model: Model;
@@ -36,21 +37,10 @@ const dh = d / H;
 const dm = TINY_GPT2.n_inner;
 const V = TINY_GPT2.vocab_size;
 
-/** A seeded uniform [-1, 1) generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
-}
 
 /** A small random SAE on `hookName` (about half its latents active on typical inputs). */
 function makeSae(architecture: SaeArchitecture, hookName: string, dIn: number, dSae: number, seed: number, extra: Partial<SaeConfig> = {}, encScale = 1): Sae {
-  const r = rng(seed);
+  const r = uniform(seed);
   const a = encScale / Math.sqrt(dIn);
   return Sae.create(
     { architecture, dIn, dSae, hookName, ...(architecture === "topk" ? { k: 6 } : {}), ...extra },
@@ -160,7 +150,7 @@ describe("SAE latents on mlp.hook_post (mapped through W_out), against the float
     expect(rows).toHaveLength(S * dm);
     const scale = ref().cache.get("ln_final.hook_scale")!.data;
     const x = refRows(hook);
-    const r = rng(10);
+    const r = uniform(10);
     for (let q = 0; q < 12; q++) {
       const t = q < 4 ? S - 1 : Math.floor(((r() + 1) / 2) * S);
       const j = Math.floor(((r() + 1) / 2) * dm);
@@ -336,7 +326,7 @@ describe("traceUpstream from an SAE latent", () => {
         close(up.loss, want[t]![5]!, `${arch} ${norm} at ${t}`);
       }
     }
-    const r = rng(9);
+    const r = uniform(9);
     const gated = Sae.create(
       { architecture: "gated", dIn: dm, dSae: 8, hookName: "blocks.0.mlp.hook_post" },
       {

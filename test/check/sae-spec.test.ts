@@ -22,6 +22,7 @@ import { reference as saeReference } from "../sae/reference.js";
 import { makeTestModel, type TestModel } from "../helpers/models.js";
 import { thrown } from "../helpers/errors.js";
 import { tdb } from "../cli/_run.js";
+import { uniform } from "../helpers/uniform.js";
 
 const HOOK = "blocks.0.hook_mlp_out";
 const M = 24;
@@ -80,18 +81,6 @@ describe("runCheck with SAE latents", () => {
   let distractor: string;
   const PROMPT = "The quick brown fox jumps";
 
-  /** A seeded uniform [-1, 1) generator (mulberry32). */
-  function rng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-    };
-  }
-
   beforeAll(async () => {
     tm = await makeTestModel({ seed: 23 });
     model = await Model.load(tm.dir);
@@ -103,7 +92,7 @@ describe("runCheck with SAE latents", () => {
       .filter((s) => s.trim().length > 0 && model.toTokens(s, { prependBos: false }).length === 1);
     [target, distractor] = [picks[0]!, picks[1]!];
     const d = tm.arch.n_embd;
-    const r = rng(5);
+    const r = uniform(5);
     sae = Sae.create(
       { architecture: "standard", dIn: d, dSae: M, hookName: HOOK },
       {

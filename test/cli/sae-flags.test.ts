@@ -18,6 +18,7 @@ import { gpt2Reference } from "../reference/gpt2-forward.js";
 import { reference as saeReference } from "../sae/reference.js";
 import { makeTestModel, type TestModel } from "../helpers/models.js";
 import { tdb, type CliRun } from "./_run.js";
+import { uniform } from "../helpers/uniform.js";
 
 const PROMPT = "The quick brown fox jumps";
 const HOOK = "blocks.0.hook_mlp_out";
@@ -33,21 +34,10 @@ let sae: Sae;
 let sae2: Sae;
 let tokens: number[];
 
-/** A seeded uniform [-1, 1) generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
-}
 
 /** A random SAE on `hookName`; about half its latents fire on this model's activations. */
 function makeSae(hookName: string, dIn: number, dSae: number, seed: number, extra: Partial<SaeConfig> = {}): Sae {
-  const r = rng(seed);
+  const r = uniform(seed);
   return Sae.create(
     { architecture: "standard", dIn, dSae, hookName, ...extra },
     {
