@@ -21,15 +21,15 @@
 import { array, boolean, object, options } from "../base/check.js";
 import { TdbError } from "../base/errors.js";
 import { resolvePosition } from "../base/positions.js";
-import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "../hooks/names.js";
+import { hookNamesFor, parseHookName, type HookName } from "../hooks/names.js";
 import type { Edit, PatchEdit } from "../intervene/edits.js";
 import { editTargets } from "../intervene/compile.js";
 import { intervene, type InterveneOptions } from "../intervene/intervene.js";
 import type { InterventionResult } from "../intervene/result.js";
 import type { TokenBatch } from "../runtime/batch.js";
 import type { ModelInput, TraceOptions } from "../runtime/options.js";
-import { labelSize } from "../runtime/patched-graph.js";
 import type { ModelRuntime } from "../runtime/runtime.js";
+import { saeHookWidth } from "../sae/harvest.js";
 import { isLatentEdit, type LatentEdit } from "../sae/latent-edits.js";
 import { Sae } from "../sae/sae.js";
 import { editedActivation, saeHookName, spliceSae, LATENT_OPS, type LatentChange } from "../sae/splice.js";
@@ -84,22 +84,6 @@ export interface AttachedSae {
   width: number;
 }
 
-/**
- * Width of one position of `hook` as an SAE reads it (the product of the dims after batch and
- * pos: d_model, d_mlp, or n_heads·d_head for `hook_q/k/v/z`). `E_BAD_OPTION` for hooks without a
- * leading pos axis (attention patterns and scores).
- */
-export function saeHookWidth(rt: ModelRuntime, hook: HookName): number {
-  const dims = hookKindOf(hook)!.dims;
-  if (dims[1] !== "pos") {
-    throw new TdbError("E_BAD_OPTION", `an SAE reads [batch, pos, ...] hooks; ${hook} is [${dims.join(", ")}]`, {
-      value: hook,
-      allowed: "hooks whose second axis is pos (residual stream, attn/mlp outputs, MLP activations, hook_z, ...)",
-    });
-  }
-  return dims.slice(2).reduce((w, l) => w * (labelSize(l, rt.config) as number), 1);
-}
-
 /** Checks that `sae` is an {@link Sae} and fits `hook` of this model; returns the checked hook. */
 export function attachSae(rt: ModelRuntime, sae: unknown, hook: string | undefined, what: string): AttachedSae {
   if (!(sae instanceof Sae)) {
@@ -118,7 +102,7 @@ export function attachSae(rt: ModelRuntime, sae: unknown, hook: string | undefin
   if (head !== undefined && head !== null) {
     throw new TdbError("E_SAE_CONFIG", `${what} reads one head (hook_head_index ${head}); SAEs on a single head are not supported, only whole hooks`, { value: head, allowed: "hook_head_index null" });
   }
-  const width = saeHookWidth(rt, name);
+  const width = saeHookWidth(name, rt.config);
   if (sae.dIn !== width) {
     throw new TdbError("E_SAE_CONFIG", `${what} has d_in ${sae.dIn}, but ${name} is ${width} wide`, { value: sae.dIn, allowed: width });
   }
