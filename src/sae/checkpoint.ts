@@ -4,11 +4,12 @@
  * enough that `trainSae` resumed from it continues the run (on array data, to the same final
  * weights as an uninterrupted run).
  *
- * Layout: the 8 bytes `TDBSAEC1`, a little-endian uint32 header length, the header (UTF-8 JSON:
- * version, config hash, step, data position, resampled count, the arrays' names, dtypes and
- * lengths, SHA-256 of the body), zero padding to a multiple of 8 bytes, then each array's bytes
- * (little-endian), each padded to a multiple of 8 bytes. Written to a temporary file and renamed
- * (`writeAtomic`), so a reader sees the previous checkpoint or the new one, never a partial file.
+ * Layout: a framed file (`src/io/framed-file.ts`: the 8 bytes `TDBSAEC1`, the header length, the
+ * JSON header with the body's SHA-256, padding to 8 bytes, the body). The header holds the
+ * version, config hash, step, data position, resampled count and the arrays' names, dtypes and
+ * lengths; the body each array's bytes (little-endian), each padded to a multiple of 8 bytes.
+ * Written to a temporary file and renamed, so a reader sees the previous checkpoint or the new
+ * one, never a partial file.
  *
  * Loading this module registers it with `trainSae` (`setSaeCheckpointIo`); `trainSae` loads it
  * on first use of its `checkpoint` option where nothing registered it.
@@ -16,10 +17,8 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { TdbError } from "../base/errors.js";
-import { fileSystemError } from "../io/fs-error.js";
-import { writeAtomic } from "../io/write-atomic.js";
+import { padTo, readFramedFile, writeFramedFile } from "../io/framed-file.js";
 import type { RowSourcePosition } from "./train-data.js";
 import { setSaeCheckpointIo } from "./train.js";
 
@@ -60,8 +59,6 @@ function dtypeOf(a: SaeCheckpointArray): Dtype {
 }
 
 const WIDTH: Record<Dtype, number> = { float32: 4, float64: 8, int32: 4 };
-const pad8 = (n: number): number => (8 - (n % 8)) % 8;
-
 /**
  * SHA-256 (hex) of a run's identity: `identity` (JSON of the options that shape the run) and,
  * for array data, the data's bytes.
@@ -77,41 +74,48 @@ export function saeRunHash(identity: string, data?: Float32Array): string {
   return h.digest("hex");
 }
 
+const FORMAT = { magic: MAGIC, align: 8 };
+
 /**
  * Writes an SAE checkpoint to `path` atomically (temporary file, then rename). File-system
  * failures are `E_FILE_SYSTEM`.
  */
 export async function writeSaeCheckpoint(path: string, s: SaeCheckpointState): Promise<void> {
-  const hash = createHash("sha256");
   const chunks: Uint8Array[] = [];
   const zeros = new Uint8Array(8);
   const entries = Object.entries(s.arrays);
   for (const [, a] of entries) {
     const b = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    const p = zeros.subarray(0, pad8(b.length));
-    hash.update(b).update(p);
-    chunks.push(b, p);
+    chunks.push(b, zeros.subarray(0, padTo(b.length, 8)));
   }
-  const header: Header = {
+  const header: Omit<Header, "sha256"> = {
     version: VERSION,
     configHash: s.configHash,
     step: s.step,
     data: s.data,
     resampled: s.resampled,
     arrays: entries.map(([name, a]) => ({ name, dtype: dtypeOf(a), length: a.length })),
-    sha256: hash.digest("hex"),
   };
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const lead = 12 + json.length;
-  const head = new Uint8Array(lead + pad8(lead));
-  head.set(new TextEncoder().encode(MAGIC), 0);
-  new DataView(head.buffer).setUint32(8, json.length, true);
-  head.set(json, 12);
-  await writeAtomic(path, [head, ...chunks], "write the SAE checkpoint to");
+  await writeFramedFile(path, FORMAT, { ...header }, chunks, "write the SAE checkpoint to");
 }
 
 function corrupt(path: string, why: string): TdbError {
   return new TdbError("E_CHECKPOINT", `SAE checkpoint ${path} is corrupt or not one: ${why}`, { value: path, allowed: `a ${MAGIC} file written by trainSae` });
+}
+
+/** Checks a parsed header; the body size it implies. */
+function checkHeader(path: string, parsed: unknown): { header: Header; bodyBytes: number } {
+  const h = parsed as Header | null;
+  if (h === null || typeof h !== "object" || h.version !== VERSION) throw corrupt(path, `version ${String(h?.version)} (this tdb-js reads ${VERSION})`);
+  if (typeof h.configHash !== "string" || !Number.isInteger(h.step) || !Array.isArray(h.arrays) || typeof h.sha256 !== "string" || !h.data || !Number.isInteger(h.resampled)) {
+    throw corrupt(path, "the header lacks fields");
+  }
+  let size = 0;
+  for (const a of h.arrays) {
+    if (!(a.dtype in WIDTH) || !Number.isSafeInteger(a.length) || a.length < 0) throw corrupt(path, `array ${String(a.name)} has a bad dtype or length`);
+    size += a.length * WIDTH[a.dtype] + padTo(a.length * WIDTH[a.dtype], 8);
+  }
+  return { header: h, bodyBytes: size };
 }
 
 /**
@@ -120,43 +124,21 @@ function corrupt(path: string, why: string): TdbError {
  * cannot be read.
  */
 export async function readSaeCheckpoint(path: string): Promise<SaeCheckpointState | undefined> {
-  let buf: Buffer;
-  try {
-    buf = await readFile(path);
-  } catch (cause) {
-    if ((cause as { code?: unknown }).code === "ENOENT") return undefined;
-    throw fileSystemError(cause, path, "read the SAE checkpoint");
-  }
-  if (buf.length < 12 || buf.subarray(0, 8).toString("latin1") !== MAGIC) throw corrupt(path, `no ${MAGIC} magic`);
-  const len = buf.readUInt32LE(8);
-  if (12 + len > buf.length) throw corrupt(path, "the header runs past the end of the file");
-  let h: Header;
-  try {
-    h = JSON.parse(buf.subarray(12, 12 + len).toString("utf8")) as Header;
-  } catch {
-    throw corrupt(path, "the header is not JSON");
-  }
-  if (h === null || typeof h !== "object" || h.version !== VERSION) throw corrupt(path, `version ${String(h?.version)} (this tdb-js reads ${VERSION})`);
-  if (typeof h.configHash !== "string" || !Number.isInteger(h.step) || !Array.isArray(h.arrays) || typeof h.sha256 !== "string" || !h.data || !Number.isInteger(h.resampled)) {
-    throw corrupt(path, "the header lacks fields");
-  }
-  const start = 12 + len + pad8(12 + len);
-  let size = 0;
-  for (const a of h.arrays) {
-    if (!(a.dtype in WIDTH) || !Number.isSafeInteger(a.length) || a.length < 0) throw corrupt(path, `array ${String(a.name)} has a bad dtype or length`);
-    size += a.length * WIDTH[a.dtype] + pad8(a.length * WIDTH[a.dtype]);
-  }
-  if (buf.length !== start + size) throw corrupt(path, `${buf.length} bytes, expected ${start + size} (truncated?)`);
-  const body = buf.subarray(start);
-  if (createHash("sha256").update(body).digest("hex") !== h.sha256) throw corrupt(path, "checksum mismatch");
+  const file = await readFramedFile(path, FORMAT, {
+    what: "read the SAE checkpoint",
+    corrupt: (why) => corrupt(path, why),
+    header: (parsed) => checkHeader(path, parsed),
+    missingOk: true,
+  });
+  if (!file) return undefined;
+  const { header: h, body } = file;
   const arrays: Record<string, SaeCheckpointArray> = {};
   let off = 0;
   for (const a of h.arrays) {
     const bytes = a.length * WIDTH[a.dtype];
-    const copy = new Uint8Array(bytes);
-    copy.set(body.subarray(off, off + bytes));
-    arrays[a.name] = a.dtype === "float32" ? new Float32Array(copy.buffer) : a.dtype === "float64" ? new Float64Array(copy.buffer) : new Int32Array(copy.buffer);
-    off += bytes + pad8(bytes);
+    const buf = body.buffer.slice(body.byteOffset + off, body.byteOffset + off + bytes);
+    arrays[a.name] = a.dtype === "float32" ? new Float32Array(buf) : a.dtype === "float64" ? new Float64Array(buf) : new Int32Array(buf);
+    off += bytes + padTo(bytes, 8);
   }
   return { configHash: h.configHash, step: h.step, data: h.data, resampled: h.resampled, arrays };
 }
