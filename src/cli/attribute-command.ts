@@ -19,6 +19,14 @@ export interface AttributeCommandArgs {
   json: boolean;
   /** `--sae` sources (directories, `tdb:<model>/<hook>`, hub ids): their latents join the table. [default: none] */
   saes?: string[];
+  /** `--explanations`: where explanations are read from (a directory holding `explanations/`, `tdb:<model>`); shown next to the nodes. [default: none] */
+  explanations?: string;
+}
+
+/** `--explanations`, loaded (typed errors from loadExplanations: nothing there, a malformed file). */
+async function loadExplanationFlag(source: string) {
+  const { loadExplanations } = await import("../explainer/explanations.js");
+  return loadExplanations(source);
 }
 
 const round = (x: number) => (Number.isFinite(x) ? Number(x.toPrecision(6)) : x);
@@ -35,12 +43,14 @@ export async function runAttribute(args: AttributeCommandArgs): Promise<number> 
   const model = await Model.load(dir);
   try {
     const saes = await loadSaeFlags(sources);
+    const explanations = args.explanations === undefined ? undefined : await loadExplanationFlag(args.explanations);
     const t = await model.attribute(args.prompt, {
       target: args.target,
       distractor: args.distractor,
       topK: args.top,
       prependBos: args.prependBos,
       ...(saes.length ? { saes: saes.map((s) => s.sae) } : {}),
+      ...(explanations ? { explanations } : {}),
     });
     const numbers = [t.loss, ...t.nodes.flatMap((n) => [n.activation, n.writeMagnitude, n.directEffect, n.totalEffect]), ...t.tokenEffects.map((e) => e.totalEffect)];
     if (!numbers.every(Number.isFinite)) {
@@ -63,6 +73,7 @@ export async function runAttribute(args: AttributeCommandArgs): Promise<number> 
       writeMagnitude: round(n.writeMagnitude),
       directEffect: round(n.directEffect),
       totalEffect: round(n.totalEffect),
+      ...(explanations ? { explanation: n.explanation ?? null, explanationScore: n.explanationScore === undefined ? null : round(n.explanationScore) } : {}),
     });
     if (args.json) {
       const out = {
@@ -94,10 +105,11 @@ export async function runAttribute(args: AttributeCommandArgs): Promise<number> 
     console.log(`nodes scored: ${t.counts.mlp_neuron} neurons, ${t.counts.attention_head} attention nodes, ${t.counts.token_embedding} embeddings${latents}\n`);
     // SAE latent ids (sae.<hook>.<latent>@<position>) name the hook and the latent; they are longer than the others.
     const w = Math.max(22, ...t.nodes.map((n) => n.id.length + 2));
-    console.log(`${"node".padEnd(w)}${"token".padEnd(14)}${"activation".padStart(12)}${"write".padStart(12)}${"direct".padStart(12)}${"total".padStart(12)}`);
+    const explained = (n: AttributionNode) => (explanations ? `  ${n.explanation === undefined ? "-" : `${n.explanation.slice(0, 60)} (${n.explanationScore?.toFixed(2) ?? "?"})`}` : "");
+    console.log(`${"node".padEnd(w)}${"token".padEnd(14)}${"activation".padStart(12)}${"write".padStart(12)}${"direct".padStart(12)}${"total".padStart(12)}${explanations ? "  explanation (score)" : ""}`);
     for (const n of t.nodes) {
       console.log(
-        `${n.id.padEnd(w)}${JSON.stringify(n.token).slice(0, 13).padEnd(14)}${n.activation.toFixed(4).padStart(12)}${n.writeMagnitude.toFixed(4).padStart(12)}${n.directEffect.toFixed(4).padStart(12)}${n.totalEffect.toFixed(4).padStart(12)}`,
+        `${n.id.padEnd(w)}${JSON.stringify(n.token).slice(0, 13).padEnd(14)}${n.activation.toFixed(4).padStart(12)}${n.writeMagnitude.toFixed(4).padStart(12)}${n.directEffect.toFixed(4).padStart(12)}${n.totalEffect.toFixed(4).padStart(12)}${explained(n)}`,
       );
     }
     console.log(`\ntoken effects (sum of total effects): ${t.tokenEffects.map((e) => `${JSON.stringify(e.token)} ${e.totalEffect.toFixed(3)}`).join("  ")}`);

@@ -20,7 +20,7 @@ Usage:
   tdb trace "<prompt>" [--model dir|hub-id] [--hooks name,name|all] [--sae sae]... [--top k] [--no-bos] [--json]
   tdb ablate "<prompt>" [--head L.H]... [--neuron L.I[@P]]... [--latent HOOK:I[@P] --sae sae]...
              [--target tok --distractor tok] [--model dir|hub-id] [--top k] [--no-bos] [--json]
-  tdb attribute "<prompt>" --target tok --distractor tok [--sae sae]... [--top k] [--model dir|hub-id]
+  tdb attribute "<prompt>" --target tok --distractor tok [--sae sae]... [--explanations src] [--top k] [--model dir|hub-id]
              [--no-bos] [--json]
   tdb check <spec.yaml|spec.json> [--model dir|hub-id] [--junit file.xml] [--json]
   tdb train --config <file.json> [--resume] [--json]
@@ -79,6 +79,9 @@ Options:
             OpenAI); the API key is read from TDB_LLM_API_KEY or OPENAI_API_KEY only
   --scorers (explain) extra LLM scorers: detection, fuzzing
   --cache   (explain) cache explanations in this directory
+  --explanations
+            (attribute) explanations to show next to the nodes: a directory holding explanations/
+            or tdb:<model> (tdb:brown-small ships them)
   --debug   print the stack trace of an error on stderr
 
 Exit codes: 0 ok, 1 tdb error (code in the message), 2 usage error, 70 internal error.
@@ -90,7 +93,7 @@ const COMMON_FLAGS = ["model", "top", "no-bos", "json"] as const;
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
   trace: [...COMMON_FLAGS, "hooks", "sae"],
   ablate: [...COMMON_FLAGS, "head", "neuron", "target", "distractor", "latent", "sae"],
-  attribute: [...COMMON_FLAGS, "target", "distractor", "sae"],
+  attribute: [...COMMON_FLAGS, "target", "distractor", "sae", "explanations"],
   check: ["model", "json", "junit"],
   train: ["config", "resume", "json"],
   harvest: ["model", "json", "layers", "neurons", "heads", "sae", "corpus", "tokens", "context", "top", "random", "out", "checkpoint", "resume"],
@@ -194,6 +197,7 @@ async function main(argv: string[]): Promise<number> {
         "llm-retries": { type: "string" },
         scorers: { type: "string" },
         cache: { type: "string" },
+        explanations: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
         debug: { type: "boolean" },
@@ -256,9 +260,10 @@ async function main(argv: string[]): Promise<number> {
       const prompt = onePrompt("attribute", rest);
       if (values.target === undefined || values.distractor === undefined) throw new UsageError("attribute needs --target and --distractor", values.target === undefined ? "--target" : "--distractor");
       const top = parseTop(values.top, 20);
+      if (values.explanations?.trim() === "") throw new UsageError("--explanations takes a directory holding explanations/ or tdb:<model>, got an empty value", values.explanations);
       testInternalErrorHook(command);
       const { runAttribute } = await import("./attribute-command.js");
-      return runAttribute({ prompt, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false, saes: values.sae ?? [] });
+      return runAttribute({ prompt, model: values.model, target: values.target, distractor: values.distractor, top, prependBos: !values["no-bos"], json: values.json ?? false, saes: values.sae ?? [], explanations: values.explanations });
     }
     case "check": {
       if (rest.length !== 1) throw new UsageError(`check takes exactly one spec file argument, got ${rest.length}`, rest.length);
