@@ -235,6 +235,22 @@ export {
 export { HarvestedRecords, mergeRecords, type RecordSettings, type RecordGroup, type RecordGroupKind, type WindowRef, type RandomWindow } from "./explainer/records-data.js";
 export { encodeRecords, decodeRecords, RECORDS_FORMAT, RECORDS_VERSION, type DecodeRecordsOptions } from "./explainer/records-io.js";
 export { explainOffline, simulateOffline, PatternTrie, OFFLINE_DEFAULTS, type OfflineExplainOptions, type OfflineExplanation, type OfflineStatus, type TokenPattern, type TokenFold } from "./explainer/offline.js";
+export {
+  explainHeadOffline,
+  simulateHead,
+  relationKeys,
+  HEAD_PATTERN_KINDS,
+  OFFLINE_HEAD_DEFAULTS,
+  POSITION_BUCKETS,
+  type HeadPatternKind,
+  type HeadPattern,
+  type HeadTokenPair,
+  type HeadQueryValue,
+  type HeadCandidate,
+  type OfflineHeadExplainOptions,
+  type OfflineHeadExplanation,
+  type OfflineHeadStatus,
+} from "./explainer/offline-heads.js";
 export { ITEM_FAILURE_CODES, type LlmClient, type LlmIdentity, type ChatMessage, type ChatRequest, type ChatResponse, type TokenLogprob, type TokenAlternative } from "./explainer/llm.js";
 export { openAiClient, OpenAiChatClient, DEFAULT_LLM_BASE_URL, type OpenAiClientOptions, type OpenAiClientSettings } from "./explainer/openai-client.js";
 export { PROMPT_VERSION } from "./explainer/prompts.js";
@@ -253,7 +269,7 @@ export {
   type ScorerFailure,
 } from "./explainer/scoring.js";
 export { explainWithLlm, cacheKey, type ExplainWithLlmOptions, type LlmExplanation, type LlmScorer, type SimulatedRecord, type ExplainFailure, type CacheKeyParts } from "./explainer/explain-llm.js";
-export { OFFLINE_EXPLAINER_VERSION, type ExplainNeuronOptions, type NodeExplanation, type SimulatedExcerpt } from "./model/explain.js";
+export { OFFLINE_EXPLAINER_VERSION, OFFLINE_HEAD_EXPLAINER_VERSION, type ExplainNeuronOptions, type NodeExplanation, type SimulatedExcerpt } from "./model/explain.js";
 export { directoryStore, memoryStore, type KeyValueStore } from "./io/store.js";
 export { loadExplanations, ExplanationIndex, EXPLANATION_FILES, type StoredExplanation, type LoadExplanationsOptions } from "./explainer/explanations.js";
 export type { WithExplanations } from "./model/explanations.js";

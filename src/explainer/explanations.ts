@@ -1,6 +1,7 @@
 /**
- * Explanations stored with a model: `explanations/mlp.json` and `explanations/sae.json` (as
- * `scripts/models/brown-small-explanations.ts` writes them for `tdb:brown-small`), read into an
+ * Explanations stored with a model: `explanations/mlp.json`, `explanations/sae.json` and
+ * `explanations/heads.json` (as `scripts/models/brown-small-explanations.ts` writes them for
+ * `tdb:brown-small`), read into an
  * index from node id (`mlp.L.I`, `sae.<hook>.I`, `attn.L.H`: the attribution table's ids without
  * the position) to explanation and score, so that tables can show an explanation next to each node.
  *
@@ -11,7 +12,7 @@ import { defaultFiles, type DefaultFilesOptions, type ModelFiles } from "../io/f
 
 /** One stored explanation. */
 export interface StoredExplanation {
-  /** Node id without position: `mlp.2.17`, `sae.blocks.2.hook_mlp_out.5`. */
+  /** Node id without position: `mlp.2.17`, `sae.blocks.2.hook_mlp_out.5`, `attn.1.3`. */
   id: string;
   /** The explanation. */
   explanation: string;
@@ -49,7 +50,7 @@ export class ExplanationIndex {
 }
 
 /** Names of the files {@link loadExplanations} reads (each optional, at least one present). */
-export const EXPLANATION_FILES = Object.freeze(["mlp.json", "sae.json", "attn.json"] as const);
+export const EXPLANATION_FILES = Object.freeze(["mlp.json", "sae.json", "heads.json"] as const);
 
 function parseFile(bytes: Uint8Array, where: string): StoredExplanation[] {
   let json: unknown;
@@ -76,7 +77,7 @@ export interface LoadExplanationsOptions extends DefaultFilesOptions {
 }
 
 /**
- * Reads the explanations stored with a model: `<source>/explanations/{mlp,sae,attn}.json`
+ * Reads the explanations stored with a model: `<source>/explanations/{mlp,sae,heads}.json`
  * (`source`: a packaged id such as `tdb:brown-small`, a directory, a hub id, or `ModelFiles`).
  * None of the files present is `E_MISSING_FILE`; a malformed one `E_BAD_INPUT`.
  *

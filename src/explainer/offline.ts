@@ -23,6 +23,7 @@
  */
 import { TdbError } from "../base/errors.js";
 import { SCALE_MAX } from "./prompts.js";
+import { checkCount, checkFraction, checkRecord, interleave, pairUp } from "./offline-common.js";
 import { scoreSimulations, type SimulationScore } from "./scoring.js";
 import type { ActivationRecord, ExplainableNode, NodeRecords } from "./types.js";
 
@@ -148,51 +149,6 @@ export const OFFLINE_DEFAULTS: Readonly<Required<Omit<OfflineExplainOptions, "fo
   maxListed: 5,
 });
 
-/**
- * Pearson correlation of two equally long series. Rule for degenerate input: fewer than two
- * values, or a series with zero variance (constant), gives 0 (no evidence of correlation), never
- * NaN. Different lengths or non-finite values are a `TdbError`.
- *
- * @example
- * ```ts
- * pearson([1, 2, 3], [2, 4, 6]); // 1
- * pearson([1, 2, 3], [5, 5, 5]); // 0 (constant)
- * ```
- */
-export function pearson(a: number[], b: number[]): number {
-  if (a.length !== b.length) {
-    throw new TdbError("E_BAD_INPUT", `pearson: series of ${a.length} and ${b.length} values`, { value: b.length, allowed: a.length });
-  }
-  const n = a.length;
-  let ma = 0;
-  let mb = 0;
-  for (let i = 0; i < n; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    if (!Number.isFinite(x) || !Number.isFinite(y)) {
-      throw new TdbError("E_NON_FINITE", `pearson: non-finite value at index ${i}`, { value: Number.isFinite(x) ? y : x, allowed: "finite numbers" });
-    }
-    ma += x;
-    mb += y;
-  }
-  if (n < 2) return 0;
-  ma /= n;
-  mb /= n;
-  let sab = 0;
-  let saa = 0;
-  let sbb = 0;
-  for (let i = 0; i < n; i++) {
-    const x = a[i]! - ma;
-    const y = b[i]! - mb;
-    sab += x * y;
-    saa += x * x;
-    sbb += y * y;
-  }
-  if (saa === 0 || sbb === 0) return 0;
-  const r = sab / Math.sqrt(saa * sbb);
-  return Math.max(-1, Math.min(1, r));
-}
-
 /** The matching key of one token (see {@link TokenPattern.keys}). */
 export function tokenKey(token: string, id: number | undefined, fold: TokenFold = {}): string {
   if (!fold.case && !fold.space) {
@@ -307,64 +263,6 @@ export function simulateOffline(
   fold: TokenFold = {},
 ): number[] {
   return new PatternTrie(patterns, fold).predict(excerpt);
-}
-
-function checkFraction(name: string, v: unknown, lowOpen: boolean, highOpen: boolean): number {
-  const ok = typeof v === "number" && Number.isFinite(v) && (lowOpen ? v > 0 : v >= 0) && (highOpen ? v < 1 : v <= 1);
-  if (!ok) {
-    throw new TdbError("E_BAD_OPTION", `explainOffline: ${name} must be a number in ${lowOpen ? "(" : "["}0, 1${highOpen ? ")" : "]"}`, {
-      value: v,
-      allowed: `${lowOpen ? "(" : "["}0, 1${highOpen ? ")" : "]"}`,
-    });
-  }
-  return v as number;
-}
-
-function checkCount(name: string, v: unknown): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-    throw new TdbError("E_BAD_OPTION", `explainOffline: ${name} must be an integer >= 1`, { value: v, allowed: "integer >= 1" });
-  }
-  return v;
-}
-
-function checkRecord(r: unknown, where: string): ActivationRecord {
-  if (typeof r !== "object" || r === null) {
-    throw new TdbError("E_BAD_INPUT", `${where}: not an activation record`, { value: r, allowed: "{ tokens, ids, activations }" });
-  }
-  const rec = r as Partial<ActivationRecord>;
-  const { tokens, ids, activations } = rec;
-  if (!Array.isArray(tokens) || !Array.isArray(ids) || !Array.isArray(activations)) {
-    throw new TdbError("E_BAD_INPUT", `${where}: tokens, ids and activations must be arrays`, {
-      value: { tokens: typeof tokens, ids: typeof ids, activations: typeof activations },
-      allowed: "{ tokens: string[], ids: number[], activations: number[] }",
-    });
-  }
-  if (ids.length !== tokens.length || activations.length !== tokens.length) {
-    throw new TdbError("E_BAD_INPUT", `${where}: ${tokens.length} tokens, ${ids.length} ids, ${activations.length} activations`, {
-      value: { tokens: tokens.length, ids: ids.length, activations: activations.length },
-      allowed: "equal lengths",
-    });
-  }
-  for (let i = 0; i < tokens.length; i++) {
-    if (typeof tokens[i] !== "string") {
-      throw new TdbError("E_BAD_INPUT", `${where}: token ${i} is not a string`, { value: tokens[i], allowed: "string" });
-    }
-    if (!Number.isInteger(ids[i]) || ids[i]! < 0) {
-      throw new TdbError("E_BAD_INPUT", `${where}: id ${i} is not a token id`, { value: ids[i], allowed: "integer >= 0" });
-    }
-    if (typeof activations[i] !== "number" || !Number.isFinite(activations[i])) {
-      throw new TdbError("E_NON_FINITE", `${where}: activation ${i} is not a finite number`, { value: activations[i], allowed: "finite numbers" });
-    }
-  }
-  return rec as ActivationRecord;
-}
-
-/** Splits `items` by interleaving: a fraction `h` goes to the second half. */
-function interleave<T>(items: readonly T[], h: number): { train: T[]; held: T[] } {
-  const train: T[] = [];
-  const held: T[] = [];
-  items.forEach((x, i) => (Math.floor((i + 1) * h) > Math.floor(i * h) ? held : train).push(x));
-  return { train, held };
 }
 
 function quote(s: string | null): string {
@@ -512,13 +410,13 @@ export function explainOffline(records: NodeRecords, opts: OfflineExplainOptions
   if (typeof o.wildcards !== "boolean") {
     throw new TdbError("E_BAD_OPTION", "explainOffline: wildcards must be a boolean", { value: o.wildcards, allowed: [true, false] });
   }
-  const holdout = checkFraction("holdout", o.holdout, false, true);
-  const pivotThreshold = checkFraction("pivotThreshold", o.pivotThreshold, true, false);
-  const keep = checkFraction("keep", o.keep, true, false);
-  const precision = checkFraction("precision", o.precision, true, false);
-  const maxContext = checkCount("maxContext", o.maxContext);
-  const maxListed = checkCount("maxListed", o.maxListed);
-  const minSupport = checkCount("minSupport", o.minSupport);
+  const holdout = checkFraction("explainOffline", "holdout", o.holdout, false, true);
+  const pivotThreshold = checkFraction("explainOffline", "pivotThreshold", o.pivotThreshold, true, false);
+  const keep = checkFraction("explainOffline", "keep", o.keep, true, false);
+  const precision = checkFraction("explainOffline", "precision", o.precision, true, false);
+  const maxContext = checkCount("explainOffline", "maxContext", o.maxContext);
+  const maxListed = checkCount("explainOffline", "maxListed", o.maxListed);
+  const minSupport = checkCount("explainOffline", "minSupport", o.minSupport);
   const fold: Required<TokenFold> = { case: opts.fold?.case === true, space: opts.fold?.space === true };
   const top = records.top.map((r, i) => checkRecord(r, `top record ${i}`));
   const random = records.random.map((r, i) => checkRecord(r, `random record ${i}`));
@@ -614,13 +512,6 @@ export function explainOffline(records: NodeRecords, opts: OfflineExplainOptions
     trained,
     fold,
   };
-}
-
-/** Held-out top and random records, 1:1. */
-function pairUp(top: readonly ActivationRecord[], random: readonly ActivationRecord[]): ActivationRecord[] {
-  if (top.length === 0 || random.length === 0) return [...top, ...random];
-  const n = Math.min(top.length, random.length);
-  return [...top.slice(0, n), ...random.slice(0, n)];
 }
 
 function render(patterns: readonly TokenPattern[], maxListed: number, fold: Required<TokenFold>): string {

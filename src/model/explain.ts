@@ -1,6 +1,7 @@
 /**
  * `Model.explainNeuron`: records (given, or harvested from a corpus), then an explanation with
- * its scores, from an LLM (explain, simulate, score) or from the offline token-pattern explainer,
+ * its scores, from an LLM (explain, simulate, score) or offline (the token-pattern explainer for
+ * neurons and SAE latents, the (query, key) relation explainer for attention heads),
  * cached in a key-value store keyed by model, node, explainer version and LLM. Composition of
  * the explainer feature with the model; the explaining itself lives in `src/explainer/`.
  *
@@ -11,6 +12,7 @@ import { TdbError } from "../base/errors.js";
 import { cacheKey, explainWithLlm, fnv1a64, type ExplainWithLlmOptions, type LlmScorer } from "../explainer/explain-llm.js";
 import type { LlmClient, LlmIdentity } from "../explainer/llm.js";
 import { explainOffline, type OfflineExplainOptions } from "../explainer/offline.js";
+import { explainHeadOffline, type OfflineHeadExplainOptions } from "../explainer/offline-heads.js";
 import { PROMPT_VERSION } from "../explainer/prompts.js";
 import type { HarvestedRecords } from "../explainer/records-data.js";
 import { harvestRecords, type HarvestRecordsOptions, type RecordsCorpus } from "../explainer/records.js";
@@ -19,8 +21,11 @@ import { directoryStore, type KeyValueStore } from "../io/store.js";
 import type { ModelRuntime } from "../runtime/runtime.js";
 import type { Sae } from "../sae/sae.js";
 
-/** Version of the offline explainer's output, part of its cache keys. */
+/** Version of the offline explainer's output for neurons and SAE latents, part of its cache keys. */
 export const OFFLINE_EXPLAINER_VERSION = "tdb-offline-1";
+
+/** Version of the offline explainer's output for attention heads (`explainHeadOffline`), part of its cache keys. */
+export const OFFLINE_HEAD_EXPLAINER_VERSION = "tdb-offline-heads-1";
 
 /** Options of {@link Model.explainNeuron}. */
 export interface ExplainNeuronOptions {
@@ -36,8 +41,10 @@ export interface ExplainNeuronOptions {
   scorers?: readonly LlmScorer[];
   /** LLM explainers: prompt and simulation settings. */
   llm?: Omit<ExplainWithLlmOptions, "scorers">;
-  /** The offline explainer's settings. */
+  /** The offline explainer's settings (MLP neurons and SAE latents: `explainOffline`). */
   offline?: OfflineExplainOptions;
+  /** The offline explainer's settings for attention heads (`explainHeadOffline`). */
+  offlineHeads?: OfflineHeadExplainOptions;
   /** Where results are cached: a store, or a directory (Node.js, Deno). [default: no cache] */
   cache?: KeyValueStore | string;
   /** The model's name in cache keys. [default: what the model was loaded from] */
@@ -124,9 +131,12 @@ export async function explainNeuron(rt: ModelRuntime, node: ExplainableNode, exp
     throw new TdbError("E_BAD_OPTION", 'the explainer must be an LlmClient (openAiClient(...)) or "offline"', { value: explainer === null ? null : typeof explainer, allowed: ["an LlmClient", "offline"] });
   }
   const store = typeof opts.cache === "string" ? directoryStore(opts.cache) : opts.cache;
-  const version = offline ? OFFLINE_EXPLAINER_VERSION : PROMPT_VERSION;
+  const head = node.kind === "attention_head";
+  const version = offline ? (head ? OFFLINE_HEAD_EXPLAINER_VERSION : OFFLINE_EXPLAINER_VERSION) : PROMPT_VERSION;
   const llm: LlmIdentity | "offline" = offline ? "offline" : (explainer.identity ?? { provider: "custom", model: "unknown" });
-  const settings = offline ? { offline: opts.offline ?? {}, harvest: opts.harvest ?? {} } : { llm: opts.llm ?? {}, scorers: opts.scorers ?? [], harvest: opts.harvest ?? {} };
+  const settings = offline
+    ? { offline: (head ? opts.offlineHeads : opts.offline) ?? {}, harvest: opts.harvest ?? {} }
+    : { llm: opts.llm ?? {}, scorers: opts.scorers ?? [], harvest: opts.harvest ?? {} };
   // Given records key the cache by their content; harvested ones by the harvest settings.
   const given = opts.records === undefined ? undefined : await recordsFor(rt, node, opts);
   const key = store
@@ -145,7 +155,8 @@ export async function explainNeuron(rt: ModelRuntime, node: ExplainableNode, exp
   const records = given ?? (await recordsFor(rt, node, opts));
   let result: NodeExplanation;
   if (offline) {
-    const r = explainOffline(records, opts.offline);
+    // Heads: the (query, key) relation explainer; neurons and latents: token patterns.
+    const r = head ? explainHeadOffline(records, opts.offlineHeads) : explainOffline(records, opts.offline);
     result = {
       node,
       explainer: "offline",

@@ -7,18 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { explainOffline, simulateOffline } from "../../src/explainer/offline.js";
 import type { NodeRecords } from "../../src/explainer/types.js";
+import { refPearson } from "../helpers/pearson.js";
 import { bruteForceRecords, makePlantedModel, randomTokenRows, type PlantedModel } from "../helpers/planted-model.js";
-
-/** Textbook Pearson on float64 sums (independent of the library's scoring). */
-function refPearson(a: number[], b: number[]): number {
-  const n = a.length;
-  const sa = a.reduce((x, y) => x + y, 0);
-  const sb = b.reduce((x, y) => x + y, 0);
-  const sab = a.reduce((x, y, i) => x + y * b[i]!, 0);
-  const saa = a.reduce((x, y) => x + y * y, 0);
-  const sbb = b.reduce((x, y) => x + y * y, 0);
-  return (n * sab - sa * sb) / Math.sqrt((n * saa - sa * sa) * (n * sbb - sb * sb));
-}
 
 let pm: PlantedModel;
 let recs: NodeRecords[];

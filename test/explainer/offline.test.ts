@@ -2,13 +2,14 @@
  * The offline (N2G-style) explainer on hand-built records, where the rule the node follows is
  * known by construction: context patterns ("B" only after "A"), wildcards ("B" two tokens after
  * "A"), token folding, the defined results for empty/constant/inactive records, typed errors for
- * malformed records and options, and Pearson correlation on closed-form cases.
+ * malformed records and options.
  */
 import { describe, expect, it } from "vitest";
 import { TdbError } from "../../src/base/errors.js";
-import { explainOffline, pearson, PatternTrie, simulateOffline, tokenKey } from "../../src/explainer/offline.js";
+import { explainOffline, PatternTrie, simulateOffline, tokenKey } from "../../src/explainer/offline.js";
 import type { ActivationRecord, NodeRecords } from "../../src/explainer/types.js";
 import { thrown } from "../helpers/errors.js";
+import { refPearson } from "../helpers/pearson.js";
 
 const VOCAB = new Map<string, number>();
 const idOf = (t: string) => {
@@ -32,45 +33,8 @@ function records(top: ActivationRecord[], random: ActivationRecord[]): NodeRecor
   };
 }
 
-/** Independent Pearson: the textbook formula on float64 sums. */
-function refPearson(a: number[], b: number[]): number {
-  const n = a.length;
-  const sa = a.reduce((x, y) => x + y, 0);
-  const sb = b.reduce((x, y) => x + y, 0);
-  const sab = a.reduce((x, y, i) => x + y * b[i]!, 0);
-  const saa = a.reduce((x, y) => x + y * y, 0);
-  const sbb = b.reduce((x, y) => x + y * y, 0);
-  return (n * sab - sa * sb) / Math.sqrt((n * saa - sa * sa) * (n * sbb - sb * sb));
-}
-
 const FILL = ["x", "y", "z", "w", "v", "u", "t", "s"];
 const filler = (i: number, n: number) => Array.from({ length: n }, (_, j) => FILL[(i * 3 + j * 5) % FILL.length]!);
-
-describe("pearson", () => {
-  it("closed forms: +1, -1, a hand-computed value, and the constant rule (0)", () => {
-    expect(pearson([1, 2, 3], [2, 4, 6])).toBeCloseTo(1, 12);
-    expect(pearson([1, 2, 3], [3, 2, 1])).toBeCloseTo(-1, 12);
-    // x = [1,2,3,4], y = [1,3,2,4]: centred sums sxy = 4, sxx = syy = 5, so r = 4/5.
-    expect(pearson([1, 2, 3, 4], [1, 3, 2, 4])).toBeCloseTo(0.8, 12);
-    expect(pearson([1, 2, 3], [5, 5, 5])).toBe(0);
-    expect(pearson([], [])).toBe(0);
-    expect(pearson([4], [2])).toBe(0);
-  });
-
-  it("a shuffled (independent) simulator scores near 0", () => {
-    let s = 12345;
-    const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
-    const a = Array.from({ length: 4000 }, rnd);
-    const b = Array.from({ length: 4000 }, rnd);
-    expect(Math.abs(pearson(a, b))).toBeLessThan(0.05);
-    expect(pearson(a, b)).toBeCloseTo(refPearson(a, b), 10);
-  });
-
-  it("typed errors: different lengths, non-finite values", () => {
-    expect(thrown(() => pearson([1, 2], [1]))).toMatchObject({ code: "E_BAD_INPUT", value: 1, allowed: 2 });
-    expect(thrown(() => pearson([1, NaN], [1, 2]))).toMatchObject({ code: "E_NON_FINITE" });
-  });
-});
 
 describe("explainOffline: token patterns", () => {
   it("a single-token detector: the token alone, scored 1 on held-out records", () => {
@@ -132,6 +96,9 @@ describe("explainOffline: token patterns", () => {
       ['the token " c"', 3],
     ]);
     expect(r.explanation).toBe('the token " a" (10/10); the token " b" (7/10); the token " c" (3/10)');
+    // The score is the Pearson correlation of true and simulated activations pooled over the held-out records.
+    expect(r.simulated).toEqual(r.validation.map((v) => v.tokens.map((t) => level[t] ?? 0)));
+    expect(r.score).toBeCloseTo(refPearson(r.validation.flatMap((v) => v.activations), r.simulated.flat()), 12);
     expect(explainOffline(records(top, random), { pivotThreshold: 0.1, maxListed: 1 }).explanation).toBe(
       'the token " a" (10/10); and 2 more patterns',
     );

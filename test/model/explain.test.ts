@@ -3,7 +3,9 @@
  * token detectors, explained offline (the planted token named, scored near 1); with an LLM
  * against a scripted chat server on loopback (the explanation it gives, a perfect simulator
  * scores 1); results cached in a store (memory and a directory: the second call sends no request
- * and says `cached`), keyed by explainer and records; bad input typed.
+ * and says `cached`), keyed by explainer and records; bad input typed. Attention heads offline:
+ * the shipped tdb:toy-induction's previous-token head (0.0) and induction head (1.0), harvested
+ * from text of its task, are named as such.
  */
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,6 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openAiClient } from "../../src/explainer/openai-client.js";
 import { explainOffline } from "../../src/explainer/offline.js";
 import { harvestRecords } from "../../src/explainer/records.js";
+import { OFFLINE_HEAD_EXPLAINER_VERSION } from "../../src/model/explain.js";
+import { Model } from "../../src/model/model.js";
+import { repeatedTokenSequences } from "../../src/train/tasks/repeated-tokens.js";
 import "../../src/io/node-store.js";
 import { memoryStore } from "../../src/io/store.js";
 import { rejected } from "../helpers/errors.js";
@@ -107,4 +112,38 @@ describe("Model.explainNeuron", () => {
     expect(e.value).toBe(`mlp.${p.node.layer}.${p.node.index}`);
     expect((await rejected(pm.model.explainNeuron({ kind: "mlp_neuron", layer: 9, index: 0 }, "offline", { corpus }))).code).toBe("E_LAYER_RANGE");
   }, 60_000);
+});
+
+describe("Model.explainNeuron: attention heads offline", () => {
+  let toy: Model;
+  let texts: string[];
+  beforeAll(async () => {
+    toy = await Model.load("tdb:toy-induction");
+    // Sequences of the model's task (BOS, filler, a segment, its repeat, filler) as text: its tokenizer splits words.
+    const seqs = repeatedTokenSequences({ vocabSize: 63, seqLen: 40, minRepeat: 4, maxRepeat: 19, trigram: 0.8, tableSeed: 1, count: 80, seed: 4343 });
+    texts = seqs.map((s) => toy.toStrTokens(s.tokens.slice(1)).join(" "));
+  }, 60_000);
+  afterAll(async () => {
+    await toy?.dispose();
+  });
+
+  it("tdb:toy-induction: head 0.0 is a previous-token head, head 1.0 an induction head (records harvested from text)", async () => {
+    const harvest = { contextTokens: 39, topK: 20, randomK: 20 };
+    const store = memoryStore();
+    const prev = await toy.explainNeuron({ kind: "attention_head", layer: 0, head: 0 }, "offline", { corpus: texts, harvest, cache: store });
+    const ind = await toy.explainNeuron({ kind: "attention_head", layer: 1, head: 0 }, "offline", { corpus: texts, harvest, cache: store });
+    expect(prev.explanation).toMatch(/^attends to the previous token/);
+    expect(ind.explanation).toMatch(/^attends to the token after an earlier copy of the current token \(induction\)/);
+    for (const e of [prev, ind]) {
+      expect(e).toMatchObject({ explainer: "offline", version: OFFLINE_HEAD_EXPLAINER_VERSION, cached: false });
+      expect(e.records.top[0]!.keys).toHaveLength(e.records.top[0]!.tokens.length);
+      expect(e.simulated.length).toBeGreaterThan(0);
+      for (const s of e.simulated) expect(s.simulated!.every((v) => v >= 0 && v <= 10)).toBe(true);
+    }
+    expect(ind.scores.correlation!).toBeGreaterThanOrEqual(0.8);
+    // Cached under the head explainer's version.
+    const again = await toy.explainNeuron({ kind: "attention_head", layer: 1, head: 0 }, "offline", { corpus: texts, harvest, cache: store });
+    expect(again.cached).toBe(true);
+    expect(again.explanation).toBe(ind.explanation);
+  }, 120_000);
 });
