@@ -17,7 +17,9 @@
  */
 export { runtimeOf } from "./model/model.js";
 export { ModelRuntime } from "./runtime/runtime.js";
-export { loadModelParts, type ModelParts } from "./runtime/load.js";
+export { loadModelParts, describeGraph, type ModelParts } from "./runtime/load.js";
+export { graphIo, checkGraphInputs, FED_INPUTS, type GraphIo, type DeclaredValue } from "./runtime/io.js";
+export { widenFloat16 } from "./runtime/float16.js";
 export { ONNX_FILES, type EditFeed, type RunSpec } from "./runtime/options.js";
 export { parseConfig } from "./runtime/config.js";
 export { padBatch, type TokenBatch } from "./runtime/batch.js";

@@ -93,6 +93,7 @@ function finalLnScale(g: OnnxGraph, model: ModelRuntime): string {
  * everything downstream of the hook) to the outputs; without it the graph is the plain one.
  */
 export function buildAttributionGraph(model: ModelRuntime, loss: AttributionLoss, detachFinalLnScale: boolean, gradHooks: readonly HookName[] = []): AttributionGraph {
+  model.requireLogits(loss.kind === "logitDiff" ? "attribute" : "traceUpstream"); // E_NO_LOGITS for feature-extraction graphs
   const L = model.config.nLayers;
   const H = model.config.nHeads;
   const reads: HookName = loss.kind === "value" ? loss.reads : `blocks.${L - 1}.hook_resid_post`;

@@ -15,6 +15,8 @@ export type TdbErrorCode =
   | "E_POSITION_RANGE"
   | "E_INDEX_RANGE"
   | "E_UNSUPPORTED_GRAPH"
+  /** The graph has no `logits` output (a feature-extraction export): hooks work, what needs logits does not. */
+  | "E_NO_LOGITS"
   | "E_HOOK_UNAVAILABLE"
   | "E_NOT_CACHED"
   | "E_ONNX_DECODE"

@@ -166,13 +166,14 @@ export function summarizeTrace(t: TraceLike, k = 5): string {
     `  prompt: ${promptLine(t.strTokens[0] ?? [])}${rows > 1 ? ` (+${rows - 1} more rows)` : ""}`,
   ];
   if (names.length) lines.push(`  hooks: ${names.slice(0, 6).join(", ")}${names.length > 6 ? `, … (${names.length})` : ""}`);
-  lines.push(`  top ${k} next tokens: ${topLine(t.topK(k))}`);
+  // A graph without a logits output (logits [batch, pos, 0]): no predictions to show.
+  lines.push(t.logits.dims[2] === 0 ? "  no logits: the graph has no logits output" : `  top ${k} next tokens: ${topLine(t.topK(k))}`);
   return lines.join("\n");
 }
 
 /** HTML for a trace: the summary and a table of the top next tokens. */
 export function traceHtml(t: TraceLike, k = 10): string {
-  const rows = t.topK(k).map((x) => `<tr><td><code>${escapeHtml(tok(x.str))}</code></td><td>${x.token}</td><td>${fmt(x.logit)}</td><td>${fmt(x.prob, 3)}</td></tr>`);
+  const rows = (t.logits.dims[2] === 0 ? [] : t.topK(k)).map((x) => `<tr><td><code>${escapeHtml(tok(x.str))}</code></td><td>${x.token}</td><td>${fmt(x.logit)}</td><td>${fmt(x.prob, 3)}</td></tr>`);
   const [first, ...rest] = summarizeTrace(t).split("\n");
   return `<div><b>${escapeHtml(first!)}</b><pre>${escapeHtml(rest.slice(0, -1).join("\n"))}</pre><table><tr><th>next token</th><th>id</th><th>logit</th><th>p</th></tr>${rows.join("")}</table></div>`;
 }
@@ -189,6 +190,9 @@ export interface InterventionResultLike {
 
 /** A few lines: rows, KL per row, and row 0's top next tokens before and after. */
 export function summarizeIntervention(r: InterventionResultLike, k = 5): string {
+  if (r.edited.logits.dims[2] === 0) {
+    return `InterventionResult: ${r.rows} edited row${r.rows === 1 ? "" : "s"} vs clean, no logits (the graph has no logits output): compare the cached hooks`;
+  }
   const kl = r.kl();
   const klShown = kl.slice(0, 8).map((x) => fmt(x, 3)).join(", ") + (kl.length > 8 ? `, … (${kl.length})` : "");
   const change = r.topKChanges(k)[0];

@@ -108,6 +108,16 @@ export interface DimMismatch {
   fact: string;
 }
 
+/** What {@link ArchitectureAdapter.normalize} did to a graph. */
+export interface NormalizeReport {
+  /** Whether the graph was changed. */
+  changed: boolean;
+  /** What was done or checked, one line per step (e.g. "named 412 nodes from the graph's structure: ..."). */
+  steps: string[];
+  /** What was not understood, one line each; the graph is left as it was for that step. */
+  problems: string[];
+}
+
 /** An architecture adapter: a table of patterns plus the code to apply them. */
 export interface ArchitectureAdapter {
   /** Short name used in messages, e.g. "GPT-2". */
@@ -136,4 +146,29 @@ export interface ArchitectureAdapter {
    * undefined when the graph stores it otherwise (transposed, fused, quantized).
    */
   mlpOutWeight(g: OnnxGraph, layer: number, dims: ArchDims): string | undefined;
+  /**
+   * Brings `g` (the flattened no-past graph, before {@link checkDims} and discovery) into the form
+   * discovery reads, in place: e.g. GPT-2 names the nodes of a graph written without module scopes
+   * from its structure. Never throws for a graph it does not understand: the report says why, and
+   * discovery then reports the hooks it cannot find. Must not loop over `dims.nLayers`.
+   */
+  normalize?(g: OnnxGraph, dims: ArchDims): NormalizeReport;
+  /**
+   * Turns `g` (a copy of the flattened no-past graph) into a with-past graph, in place: key/value
+   * caches as inputs, the presents as outputs, positions and the causal mask offset by the past
+   * length (see {@link PastGraph}). Absent: generation re-runs the whole sequence at each step.
+   */
+  withPast?(g: OnnxGraph, hookMap: HookMap, dims: ArchDims): PastGraph;
+}
+
+/**
+ * What {@link ArchitectureAdapter.withPast} made: per layer, the cache inputs and the present
+ * outputs, all `[batch, position, head, d_head]` (the layout of `hook_k` / `hook_v`); the
+ * presents hold the past followed by the new tokens. The `attention_mask` input covers past and
+ * new tokens (`[batch, past + seq]`); the step's tokens take positions past .. past + seq - 1.
+ */
+export interface PastGraph {
+  layers: { pastKey: string; pastValue: string; presentKey: string; presentValue: string }[];
+  /** The mask input over past and new tokens (int64 or int32, 1 = attend). */
+  maskInput: string;
 }

@@ -2,7 +2,8 @@
  * GPT-2 architecture adapter. Hook points are found by pattern under each block's name scope
  * (`<prefix>/h.N/...`) and by the structure around them (which Add reads which branch, which
  * Gather reads the embedding table), not by exact node names, so that exports from other
- * exporter versions map as well. A tensor that is not reachable (e.g. attention inside a fused
+ * exporter versions map as well. Graphs written without module scopes get them from their
+ * structure first (`normalize`, `gpt2-structure.ts`). A tensor that is not reachable (e.g. attention inside a fused
  * `Attention` op) is reported as unavailable with the reason, and the rest still work.
  *
  * @module
@@ -19,6 +20,8 @@ import { addPerHeadResult } from "./per-head-result.js";
 import { hookNamesFor, type HookName } from "./names.js";
 import { finalLnScope, findBlockScopes, gpt2FinalNormScale, gpt2MlpOutWeight } from "./gpt2-locate.js";
 import { gpt2CheckDims } from "./gpt2-check.js";
+import { normalizeGpt2, structureReason } from "./gpt2-structure.js";
+import { gpt2WithPast } from "./gpt2-past.js";
 
 interface Found {
   sources: Map<HookName, HookSource>;
@@ -32,13 +35,13 @@ function firstOp(g: OnnxGraph, scope: string, op: string): NodeProto | undefined
   return g.nodesInScope(scope).find((n) => n.opType === op);
 }
 
-/** Follows single consumers through ops that do not change values (Cast, Identity). */
+/** Follows single consumers through ops that do not change values (Cast, Identity, eval-mode Dropout). */
 function skipPassThrough(g: OnnxGraph, value: string): string {
   let v = value;
   for (;;) {
     const cs = g.consumers(v);
     const c = cs.length === 1 ? cs[0] : undefined;
-    if (!c || (c.opType !== "Cast" && c.opType !== "Identity")) return v;
+    if (!c || (c.opType !== "Cast" && c.opType !== "Identity" && c.opType !== "Dropout")) return v;
     v = c.output[0]!;
   }
 }
@@ -205,11 +208,26 @@ function discoverBlock(g: OnnxGraph, dims: ArchDims, layer: number, scope: strin
   setTap(f, h("mlp.hook_post"), scopeOutput(g, act), () => fusedReason(g, `${scope}/mlp`), false, true);
 }
 
+/**
+ * The initializer a Gather reads its table from: its data input, or the initializer a chain of
+ * Casts makes it from (un-fused float16 graphs cast the table to float32 first).
+ */
+function gatherTable(g: OnnxGraph, n: NodeProto): string | undefined {
+  let v = n.input[0] ?? "";
+  for (let k = 0; k < 8 && !g.initializer(v); k++) {
+    const p = g.producer(v);
+    if (!p || (p.opType !== "Cast" && p.opType !== "Identity") || !p.input[0]) return undefined;
+    v = p.input[0];
+  }
+  return g.initializer(v) ? v : undefined;
+}
+
 /** Gathers reading an initializer table with `rows` rows. */
 function embeddingGather(g: OnnxGraph, rows: number, prefer: RegExp): NodeProto | undefined {
   const cands = g.nodes.filter((n) => {
     if (n.opType !== "Gather") return false;
-    const t = g.initializer(n.input[0] ?? "");
+    const name = gatherTable(g, n);
+    const t = name ? g.initializer(name) : undefined;
     return t !== undefined && t.dims.length === 2 && Number(t.dims[0]) === rows;
   });
   return cands.find((n) => prefer.test(n.name)) ?? cands[0];
@@ -227,6 +245,8 @@ function discover(g: OnnxGraph, dims: ArchDims): HookMap {
   // n_layer was not checked against it (checkDims), so never loop over it.
   const nLayers = scopes.size === 0 ? 0 : dims.nLayers;
   const allNames = once(() => hookNamesFor(nLayers));
+  // Say what the structural pass (normalize) found instead, for the load error.
+  if (scopes.size === 0) f.unavailable.set("blocks.0.hook_resid_pre", structureReason(g, { dVocab: dims.dVocab, nCtx: dims.nCtx }));
   for (let l = 0; l < nLayers; l++) {
     const scope = scopes.get(l);
     if (scope) {
@@ -444,7 +464,8 @@ function weights(g: OnnxGraph, dims: ArchDims): ModelWeights {
   });
   const unembed = once(() => unembedding(g, dims));
   const embedding = (rows: number, pattern: RegExp, what: string) => () => {
-    const t = init(g, embeddingGather(g, rows, pattern)?.input[0], what);
+    const gather = embeddingGather(g, rows, pattern);
+    const t = init(g, gather && gatherTable(g, gather), what);
     expectDims(t, [rows, D], what);
     return t;
   };
@@ -470,4 +491,6 @@ export const gpt2Adapter: ArchitectureAdapter = {
   weights,
   finalNormScale: gpt2FinalNormScale,
   mlpOutWeight: gpt2MlpOutWeight,
+  normalize: normalizeGpt2,
+  withPast: gpt2WithPast,
 };

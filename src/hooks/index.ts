@@ -12,7 +12,8 @@
  * @module
  */
 export * from "./names.js";
-export type { HookSource, HookMap, LayerWeights, ModelWeights, ArchDims, ArchitectureAdapter, DimMismatch } from "./adapter.js";
+export type { HookSource, HookMap, LayerWeights, ModelWeights, ArchDims, ArchitectureAdapter, DimMismatch, NormalizeReport, PastGraph } from "./adapter.js";
+export { analyzeGpt2Structure, assignGpt2Scopes, type Gpt2Structure, type Gpt2StructureResult, type StructureHints, type AssignResult } from "./gpt2-structure.js";
 export { ADAPTERS, adapterFor } from "./registry.js";
 export { gpt2Adapter } from "./gpt2.js";
 export { findBlockScopes } from "./gpt2-locate.js";

@@ -87,6 +87,7 @@ export interface SaeEvaluation {
 /** Sum over real positions but each row's last of -log softmax(logits)[next token], and their count. */
 function crossEntropySum(t: Trace, rows: readonly (readonly number[])[]): { sum: number; n: number } {
   const V = t.logits.dims[2]!;
+  if (V === 0) t.logitsAt(); // no logits output: E_NO_LOGITS
   let sum = 0;
   let n = 0;
   rows.forEach((row, b) => {

@@ -1,7 +1,8 @@
 /**
  * `tdb-js/onnx`: the ONNX layer. Protobuf decoding and encoding (with external data), the
  * {@link OnnxGraph} IR (producers, consumers, scopes), graph surgery (taps, edit points, `If`
- * inlining), validation and a graph builder. Architecture-free: nothing here knows GPT-2.
+ * inlining), un-fusing of onnxruntime's `com.microsoft` ops ({@link unfuseContribOps}),
+ * validation and a graph builder. Architecture-free: nothing here knows GPT-2.
  *
  * @example
  * ```ts
@@ -35,3 +36,4 @@ export {
 export { GraphEmitter, axesAsInput, AXES_INPUT_SINCE, INT64_MAX, type EmitPlacement } from "./emit.js";
 export { validateGraph, graphProblems, type ValidateOptions } from "./validate.js";
 export { GraphBuilder, attr, makeAttribute, valueInfo, type Dim, type Attr, type AttrInput, type NodeOptions, type GraphBuilderOptions } from "./builder.js";
+export { unfuseContribOps, UNFUSABLE_OPS, type UnfuseOptions, type UnfuseReport, type UnfusedNode, type UnsupportedNode } from "./unfuse/index.js";

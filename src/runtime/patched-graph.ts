@@ -297,6 +297,13 @@ function insertRankOneUpdate(g: OnnxGraph, value: string, p: string, r: string, 
  * (`MatMul`, or `MatMul` + bias `Add`).
  */
 function selectLogitPositions(g: OnnxGraph): void {
+  if (!g.outputNames().includes("logits")) {
+    const outputs = g.outputNames().filter((o) => !o.startsWith("blocks.") && !o.startsWith("tdb_"));
+    throw new TdbError("E_NO_LOGITS", `cannot select logit positions: this graph has no "logits" output (a feature-extraction export?); its outputs: ${outputs.join(", ") || "none"}`, {
+      value: "logits",
+      allowed: outputs,
+    });
+  }
   let lmHead = g.producer("logits");
   if (lmHead?.opType === "Add") {
     // An unembedding with a bias: logits = MatMul(hidden, W_U) + b_U; b_U broadcasts over the selected rows.

@@ -13,6 +13,7 @@ import { resolvePosition } from "../base/positions.js";
 import type { ArchitectureAdapter, HookMap, ModelWeights } from "../hooks/adapter.js";
 import { hookKindOf, hookNamesFor, parseHookName, type HookName } from "../hooks/names.js";
 import { OnnxGraph } from "../onnx/graph.js";
+import { halfsToFloats } from "../onnx/half.js";
 import type { HostTensor } from "../onnx/tensor.js";
 import { Activation } from "../trace/activation.js";
 import { ActivationCache } from "../trace/cache.js";
@@ -28,6 +29,7 @@ import { buildPatchedGraph, LOGIT_POSITIONS_INPUT, rowsInput, type PatchedGraph 
 import { defaultBudget, planChunks, rowBytes } from "./memory.js";
 import { SessionPool, type PatchedSession } from "./sessions.js";
 import type { Tokenizer } from "./tokenizer.js";
+import { checkGraphInputs, graphIo, noLogitsError, pastFeed, tokenFeed, type GraphIo } from "./io.js";
 
 /**
  * A loaded model's machinery: config, tokenizer, hook map, base graph and sessions. Feature
@@ -41,6 +43,8 @@ export class ModelRuntime {
   readonly codec: TokenCodec;
   /** What the model was loaded from: its id or directory, or the origin of the `files` it was given. */
   source = "";
+  /** Declared inputs and outputs of the base graph (token input types, past shapes, whether it has logits). */
+  readonly io: GraphIo;
 
   private constructor(
     /** Model dimensions and the raw config.json. */
@@ -57,6 +61,20 @@ export class ModelRuntime {
   ) {
     this.codec = { toSingleToken: (s) => this.toSingleToken(s), decodeToken: (id) => this.decodeToken(id) };
     this.sessions = new SessionPool(base, hookMap, config, opts);
+    this.io = graphIo(base);
+  }
+
+  /** Whether the graph has a `logits` output (feature-extraction exports have `last_hidden_state` instead). */
+  get hasLogits(): boolean {
+    return this.io.hasLogits;
+  }
+
+  /**
+   * Throws `E_NO_LOGITS` (naming the graph's outputs) when the graph has no `logits` output;
+   * `what` is what needed them (e.g. "attribute").
+   */
+  requireLogits(what: string): void {
+    if (!this.io.hasLogits) throw noLogitsError(what, this.io.outputs);
   }
 
   /**
@@ -67,6 +85,7 @@ export class ModelRuntime {
     const opts = checkLoadOptions(loadOpts);
     const id = idOrDir === undefined && opts.files === undefined ? DEFAULT_MODEL_ID : (idOrDir as string);
     const { config, tokenizer, hookMap, adapter, base } = await loadModelParts(id, opts);
+    checkGraphInputs(graphIo(base), config); // inputs tdb-js cannot feed: E_UNSUPPORTED_GRAPH now, not at the first run
     const rt = new ModelRuntime(config, tokenizer, hookMap, adapter, base, opts);
     rt.source = opts.files?.origin ?? id;
     // The weights file must exist before anything reads `weights`, or views of the decoded
@@ -83,7 +102,18 @@ export class ModelRuntime {
 
   /** Weights in TransformerLens layout (W_Q, W_O, W_in, W_U, ...), read once on first use. */
   get weights(): ModelWeights {
-    this.weightsCache ??= this.adapter.weights(OnnxGraph.fromModel(this.base), this.config);
+    if (!this.weightsCache) {
+      const w = this.adapter.weights(OnnxGraph.fromModel(this.base), this.config);
+      // Without a logits output there is no unembedding: say so instead of reading another MatMul.
+      this.weightsCache = this.io.hasLogits
+        ? w
+        : new Proxy(w, {
+            get: (t, k, r) => {
+              if (k === "W_U" || k === "b_U") this.requireLogits(`the unembedding weights (${k})`);
+              return Reflect.get(t, k, r) as unknown;
+            },
+          });
+    }
     return this.weightsCache;
   }
 
@@ -219,28 +249,33 @@ export class ModelRuntime {
   }
 
   /**
-   * Feeds for a batch's token inputs of `session`: ids, mask, position ids and empty past
-   * key/values where the graph has them. Inputs tdb-js adds (`tdb_*`) are the caller's.
+   * Feeds for a batch's token inputs of `session`: ids, mask, position ids (int64 or int32, as
+   * the graph declares them) and an empty past where the graph has past inputs
+   * (`past_key_values.N.key/value` `[B, H, 0, d_head]`, `past_N` `[2, B, H, 0, d_head]`; with
+   * `pastRows`, layer N's batch is `pastRows(N)`, as in shared-prefix runs). Inputs tdb-js adds
+   * (`tdb_*`) are the caller's.
    */
-  tokenFeeds(session: Session, batch: TokenBatch): Record<string, HostTensor> {
+  tokenFeeds(session: Session, batch: TokenBatch, pastRows?: (layer: number) => number): Record<string, HostTensor> {
     const B = batch.rows.length;
     const S = batch.seqLen;
     const feeds: Record<string, HostTensor> = {};
     for (const name of session.inputNames) {
-      if (name === "input_ids") feeds[name] = { type: "int64", data: batch.inputIds, dims: [B, S] };
-      else if (name === "attention_mask") feeds[name] = { type: "int64", data: batch.attentionMask, dims: [B, S] };
+      // Token inputs in the type the graph declares (int64, or int32 as onnxruntime-genai writes them).
+      if (name === "input_ids") feeds[name] = tokenFeed(this.io, name, batch.inputIds, [B, S]);
+      else if (name === "attention_mask") feeds[name] = tokenFeed(this.io, name, batch.attentionMask, [B, S]);
       else if (name === "position_ids") {
         const pos = new BigInt64Array(B * S);
         for (let i = 0; i < pos.length; i++) pos[i] = BigInt(i % S);
-        feeds[name] = { type: "int64", data: pos, dims: [B, S] };
-      } else if (name.startsWith("past_key_values.")) {
-        feeds[name] = { type: "float32", data: new Float32Array(0), dims: [B, this.config.nHeads, 0, this.config.dHead] };
+        feeds[name] = tokenFeed(this.io, name, pos, [B, S]);
+      } else if (/^past_key_values\.|^past_\d+$/.test(name)) {
+        // A full-sequence run: an empty past, in the declared layout and type.
+        feeds[name] = pastFeed(this.io, name, B, this.config, pastRows);
       } else if (name === "use_cache_branch") feeds[name] = { type: "bool", data: new Uint8Array([0]), dims: [1] };
       else if (name.startsWith("tdb_")) continue; // edit points and logit positions: fed by run()
       else {
         throw new TdbError("E_UNSUPPORTED_GRAPH", `graph input ${JSON.stringify(name)} is not one tdb-js knows how to feed`, {
           value: name,
-          allowed: ["input_ids", "attention_mask", "position_ids", "past_key_values.*", "use_cache_branch"],
+          allowed: ["input_ids", "attention_mask", "position_ids", "past_key_values.*", "past_N", "use_cache_branch"],
         });
       }
     }
@@ -301,15 +336,16 @@ export class ModelRuntime {
         throw new TdbError("E_BAD_INPUT", `shared-prefix runs take one prompt, no cached hooks and one row list per block (${this.config.nLayers})`, { value: prefix.length });
       }
     }
-    const req = { hooks, edits: editHooks, selectLogits: spec.logitPositions !== undefined, prefixShare: prefix !== undefined };
+    const req = { hooks, edits: editHooks, selectLogits: spec.logitPositions !== undefined && this.io.hasLogits, prefixShare: prefix !== undefined };
     return this.sessions.withPatched(req, (ps) => this.runOn(ps, batch, spec));
   }
 
   private async runOn(ps: PatchedSession, batch: TokenBatch, spec: RunSpec): Promise<Trace> {
     const { hooks, positions } = spec;
     const prefix = spec.prefixRows;
-    const feeds = this.tokenFeeds(ps.session, batch);
     const rowsAt = (layer: number): number => (prefix ? (layer < 0 ? 1 : prefix[layer]!.length) : batch.rows.length);
+    // With shared prefixes, block L's keys and values have block L's rows: so must its (empty) past.
+    const feeds = this.tokenFeeds(ps.session, batch, prefix ? rowsAt : undefined);
     if (prefix) {
       prefix.forEach((rows, l) => {
         const before = rowsAt(l - 1);
@@ -354,9 +390,11 @@ export class ModelRuntime {
           idx[b * n + i] = BigInt(p);
         });
       });
-      feeds[LOGIT_POSITIONS_INPUT] = { type: "int64", data: idx, dims: [outRows, n, 1] };
+      if (ps.graph.model.graph?.input.some((v) => v.name === LOGIT_POSITIONS_INPUT)) feeds[LOGIT_POSITIONS_INPUT] = { type: "int64", data: idx, dims: [outRows, n, 1] };
     }
-    const fetches = [...new Set(["logits", ...hooks.map((h) => ps.graph.outputs.get(h)!)])];
+    // Without logits and hooks, fetch something: onnxruntime refuses an empty fetch list.
+    const logitsOut = this.io.hasLogits ? ["logits"] : hooks.length === 0 ? this.io.outputs.slice(0, 1) : [];
+    const fetches = [...new Set([...logitsOut, ...hooks.map((h) => ps.graph.outputs.get(h)!)])];
     const out = await ps.session.run(feeds, fetches);
     const B = batch.rows.length;
     const entries = new Map<HookName, Activation>();
@@ -370,7 +408,8 @@ export class ModelRuntime {
       if (positions) t = selectPositions(t, labels, positions);
       entries.set(h, new Activation(h, t.data as Float32Array, t.dims, labels));
     }
-    const logitsT = asFloat32(out.logits!, "logits");
+    // No logits output: logits [batch, pos, 0]; the trace's logit accessors say E_NO_LOGITS.
+    const logitsT = this.io.hasLogits ? asFloat32(out.logits!, "logits") : { type: "float32", data: new Float32Array(0), dims: [outRows, spec.logitPositions?.[0]?.length ?? batch.seqLen, 0] };
     const logits = new Activation("logits", logitsT.data as Float32Array, logitsT.dims, ["batch", "pos", "d_vocab"]);
     const rows = prefix ? Array.from({ length: outRows }, () => batch.rows[0]!) : batch.rows;
     const strRow = batch.rows[0]!.map((id) => this.decodeToken(id));
@@ -388,6 +427,7 @@ export class ModelRuntime {
   /** Logits [batch, pos, d_vocab] from the unpatched graph (the baseline every trace is checked against). */
   async forward(input: ModelInput, opts: { prependBos?: boolean } = {}): Promise<Activation> {
     const batch = this.toBatch(input, opts);
+    this.requireLogits("forward");
     const out = await this.sessions.withBaseline((s) => s.run(this.tokenFeeds(s, batch), ["logits"]));
     const t = asFloat32(out.logits!, "logits");
     return new Activation("logits", t.data as Float32Array, t.dims, ["batch", "pos", "d_vocab"]);
@@ -411,6 +451,8 @@ export class ModelRuntime {
 }
 
 function asFloat32(t: HostTensor, name: string): HostTensor {
+  // float16 graphs: activations come back as float16 and are returned as float32.
+  if (t.type === "float16") return { type: "float32", data: halfsToFloats(t.data as Uint16Array), dims: t.dims };
   if (t.type !== "float32") {
     throw new TdbError("E_UNSUPPORTED_GRAPH", `${name} came back as ${t.type}; tdb-js caches float32 activations`, { value: t.type, allowed: ["float32"] });
   }

@@ -18,3 +18,10 @@ export { buildGpt2Tokenizer, gpt2Vocab, readGpt2BpeSource, ENDOFTEXT, GPT2_VOCAB
 export { writeGpt2Model, ensureGpt2Model, FIXTURE_VERSION, type WriteGpt2Options, type Gpt2ModelPaths } from "./write.js";
 export { ensureDefaultModel, defaultModelDir, DEFAULT_MODEL_SEED, DEFAULT_MODEL_CONFIG } from "./default-model.js";
 export { Rng } from "../base/random.js";
+export { int32Inputs, INT32_TOKEN_INPUTS } from "./forms/int32.js";
+export { positionIdsInput } from "./forms/position-ids.js";
+export { withPastGraph, type PastLayout } from "./forms/with-past.js";
+export { withoutLogits, LAST_HIDDEN_STATE } from "./forms/no-logits.js";
+export { float16Graph } from "./forms/float16.js";
+export { unscopedNames, type UnscopedOptions } from "./forms/unscoped.js";
+export { beamSearchWrapped, BEAM_SEARCH_PRODUCER } from "./forms/beam-search.js";

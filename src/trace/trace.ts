@@ -200,6 +200,10 @@ export class Trace {
   /** Logits of the next-token distribution at one position (a view, no copy). */
   logitsAt(opts: PositionOptions = {}): Float32Array {
     const { b, p } = this.where(opts);
+    if (this.logits.dims[2] === 0) {
+      // A graph without a logits output (feature-extraction export): logits are [batch, pos, 0].
+      throw new TdbError("E_NO_LOGITS", "this trace has no logits: the model's graph has no \"logits\" output (a feature-extraction export?); its hooks are in trace.cache", { value: "logits", allowed: [...this.cache.keys()] });
+    }
     if (!this.logitPositions) return this.logits.row(b, p);
     const i = this.logitPositions[b]!.indexOf(p);
     if (i < 0) {

@@ -61,7 +61,7 @@ describe("framed files", () => {
     await writeFramedFile(path, FORMAT, { n: 8 }, body, "write the test file");
     const good = new Uint8Array(await readFile(path));
     const flipped = good.slice();
-    flipped[flipped.length - 1] ^= 1;
+    flipped[flipped.length - 1] = flipped[flipped.length - 1]! ^ 1;
     const badJson = good.slice();
     badJson[12] = 0x7b + 1; // "|" instead of "{"
     const longHeader = good.slice();
