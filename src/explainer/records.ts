@@ -11,24 +11,26 @@
  * Per node, per window: one candidate for the top excerpts, keyed by the window's largest
  * activation (the peak). A node keeps a bounded min-heap of `topK` slots; a window beating the
  * heap's minimum (the only per-window, per-node test on the hot path) has its activations copied
- * from the batch into the evicted slot. Random excerpts are the `randomK` windows with the
- * smallest seeded hash (the same windows for every node). A window's hash is known before it
- * runs, so a window ranking among the `randomK` smallest hashes so far is a candidate whose
- * activations are kept when its batch runs (in the slot of the candidate it evicts); only
- * windows chosen before a resume (whose activations a checkpoint does not hold) run once more
- * at the end. Statistics per node: count, max, fixed-point sum (mean), positive count
- * (density), and a 513-bin quantile sketch (`sketch.ts`, binned by a table lookup).
+ * into the evicted slot. Random excerpts are the `randomK` windows with the smallest seeded hash
+ * (the same windows for every node). A window's hash is known before it runs, so a window
+ * ranking among the `randomK` smallest hashes so far is a candidate whose activations are kept
+ * when its batch runs (in the slot of the candidate it evicts); only windows chosen before a
+ * resume (whose activations a checkpoint does not hold) run once more at the end. Statistics per
+ * node: count, max, fixed-point sum (mean), positive count (density), and a 513-bin quantile
+ * sketch (`sketch.ts`, binned by a table lookup).
+ *
+ * The hot loop (`records-scan.ts`) reads each window of a batch in place (no transposition),
+ * eight nodes at a time, without branching on values; it offers the window to the heaps and
+ * copies the activations of the windows that enter a top or are random-window candidates from
+ * a small tile in cache. The results are those of a plain per-node loop (tested against one).
  *
  * Memory: per node `topK x contextTokens` float32 activations for the top slots and
  * `randomK x contextTokens` for the random candidates, 513 uint32 sketch counts and a few
  * numbers; plus one batch's trace. Every neuron of a GPT-2-small-shaped model (12 x 3072 nodes,
  * topK = randomK = 20, contextTokens = 64): 189 MB of top slots + 189 MB of random candidates +
- * 76 MB of sketches; while the record set is assembled at the end, the sorted top slots are a
- * copy (another 189 MB) and the random excerpts are put in rank order one group at a time (a
- * group's candidates' buffer is dropped once its copy is made).
- * The scratch buffer of the hot loop holds one group's batch transposed (d_mlp x batch tokens
- * float32: 6.3 MB for 8 windows of 64 tokens). A checkpoint copies the top slots twice while it
- * is written (sorted snapshot, then its bytes).
+ * 76 MB of sketches. The record set returned at the end holds those same arrays, sorted in
+ * place (top excerpts by rank, random excerpts in the random windows' order): no copy. A
+ * checkpoint copies the top slots twice while it is written (sorted snapshot, then its bytes).
  *
  * Merging, saving and resuming are exact: see `records-data.ts` for the orders used. (The
  * activations themselves are what the runtime computes for a window in a batch; onnxruntime on
@@ -46,14 +48,13 @@ import {
   compareWindows,
   emptyGroup,
   windowHash,
-  SUM_SCALE,
   type RandomWindow,
   type RecordGroup,
   type RecordGroupKind,
   type RecordSettings,
   type WindowRef,
 } from "./records-data.js";
-import { SKETCH_BINS, SKETCH_BIN_OF_TOP12 } from "./sketch.js";
+import { scanWindow, type TopHeaps } from "./records-scan.js";
 import { nodeKey, type ExplainableNode, type HeadNode, type NeuronNode, type SaeLatentNode } from "./types.js";
 
 /** The model dimensions harvesting reads (a subset of `ModelConfig`). */
@@ -330,17 +331,11 @@ function groupNodes(model: RecordsModel, nodes: readonly ExplainableNode[], saes
 // ---------------------------------------------------------------------------------------------
 // Harvest state
 
-interface GroupState {
+/** A group being harvested: its record group and top heaps (records-scan.ts), its columns, its random-window candidates. */
+interface GroupState extends TopHeaps {
   spec: GroupSpec;
-  g: RecordGroup;
   cols: Int32Array;
-  /** Heap of slot numbers per node (n x K): a min-heap by peak (ties: the later window is smaller). */
-  heap: Int32Array;
-  /** Window of each slot (n x K). */
-  slotWin: (WindowRef | undefined)[];
-  /** The heap's minimum peak when full, -Infinity before. */
-  thresh: Float32Array;
-  /** Activations of the random-window candidates, slot-major (R x n x C: slot s, node j at (s x n + j) x C; allocated when the harvest starts). */
+  /** Activations of the random-window candidates, node-major as a record set holds random excerpts (n x R x C: node j, slot s at (j x R + s) x C; allocated when the harvest starts). */
   randAct: Float32Array;
   /** Attention heads: key positions of the random-window candidates (R x n x C). */
   randKeys?: Int16Array;
@@ -370,180 +365,56 @@ function newState(spec: GroupSpec, s: RecordSettings): GroupState {
   };
 }
 
-/** Slot a ranks below slot b (smaller peak; equal peaks: later window). */
-function below(st: GroupState, base: number, a: number, b: number): boolean {
-  const pa = st.g.topPeak[base + a]!;
-  const pb = st.g.topPeak[base + b]!;
-  return pa < pb || (pa === pb && compareWindows(st.slotWin[base + a]!, st.slotWin[base + b]!) > 0);
-}
-
-function siftUp(st: GroupState, base: number, i: number): void {
-  const h = st.heap;
-  while (i > 0) {
-    const parent = (i - 1) >> 1;
-    if (!below(st, base, h[base + i]!, h[base + parent]!)) break;
-    const t = h[base + i]!;
-    h[base + i] = h[base + parent]!;
-    h[base + parent] = t;
-    i = parent;
-  }
-}
-
-function siftDown(st: GroupState, base: number, size: number): void {
-  const h = st.heap;
-  let i = 0;
-  for (;;) {
-    const l = 2 * i + 1;
-    if (l >= size) return;
-    const r = l + 1;
-    const c = r < size && below(st, base, h[base + r]!, h[base + l]!) ? r : l;
-    if (!below(st, base, h[base + c]!, h[base + i]!)) return;
-    const t = h[base + i]!;
-    h[base + i] = h[base + c]!;
-    h[base + c] = t;
-    i = c;
-  }
-}
-
 /**
- * Offers window b (peak v) to node j's heap; its activations are `acts[at .. at + len)` (the
- * transposed column), its keys (heads) read from the batch matrix.
+ * Statistics of every token and top-k candidates of every window, for one group and one batch
+ * of windows of equal length, window by window (see `scanWindow` in records-scan.ts); the
+ * random-window candidates among them (window `b` into slot `slot`) are kept on the way.
  */
-function offer(st: GroupState, j: number, v: number, w: WindowRef, acts: Float32Array, from: number, m: Matrix, b: number, K: number, C: number): void {
-  const g = st.g;
-  const base = j * K;
-  const size = g.topSize[j]!;
-  if (size === K) {
-    const root = st.heap[base]!;
-    if (v === st.thresh[j] && compareWindows(w, st.slotWin[base + root]!) >= 0) return; // tie lost
-  }
-  const slot = size < K ? size : st.heap[base]!;
-  g.topPeak[base + slot] = v;
-  st.slotWin[base + slot] = w;
-  const at = (base + slot) * C;
-  const len = w.ids.length;
-  const dst = g.topAct;
-  for (let p = 0; p < len; p++) dst[at + p] = acts[from + p]!;
-  if (g.topKeys) {
-    const col = st.cols[j]!;
-    for (let p = 0; p < len; p++) g.topKeys[at + p] = m.keys![(b * m.rows + m.first + p) * m.width + col]!;
-  }
-  if (size < K) {
-    st.heap[base + size] = slot;
-    g.topSize[j] = size + 1;
-    siftUp(st, base, size);
-  } else {
-    siftDown(st, base, K);
-  }
-  if (g.topSize[j] === K) st.thresh[j] = g.topPeak[base + st.heap[base]!]!;
-}
-
-/** Tile of the transposition: rows x columns. */
-const TILE_ROWS = 16;
-const TILE_COLS = 64;
-let scratch = new Float32Array(0);
-
-/**
- * The hot loop: statistics of every token and top-k candidates of every window, for one group
- * and one batch of windows of equal length. The batch's columns are first transposed (in cache
- * tiles) into a scratch buffer, then each column runs over its tokens with its sums in locals;
- * only a window whose peak reaches the node's heap minimum costs more (see `offer`).
- */
-function accumulate(st: GroupState, m: Matrix, wins: readonly WindowRef[], K: number, C: number): void {
-  const { data, width: W, rows: RW, first } = m;
-  const g = st.g;
-  const { sum, positive, max, hist } = g;
-  const { cols, thresh } = st;
-  const BIN = SKETCH_BIN_OF_TOP12;
-  const n = cols.length;
-  const B = wins.length;
+function accumulate(st: GroupState, m: Matrix, wins: readonly WindowRef[], cand: readonly { b: number; slot: number }[], K: number, C: number): void {
+  const { width, rows, first } = m;
   const len = wins[0]!.ids.length;
-  const T = B * len;
-  if (scratch.length < n * T) scratch = new Float32Array(n * T);
-  const sc = scratch;
-  const sb = new Int32Array(sc.buffer, 0, n * T);
-  const rowAt = new Int32Array(T);
-  for (let b = 0; b < B; b++) for (let p = 0; p < len; p++) rowAt[b * len + p] = (b * RW + first + p) * W;
-  for (let r0 = 0; r0 < T; r0 += TILE_ROWS) {
-    const r1 = Math.min(T, r0 + TILE_ROWS);
-    for (let c0 = 0; c0 < n; c0 += TILE_COLS) {
-      const c1 = Math.min(n, c0 + TILE_COLS);
-      for (let c = c0; c < c1; c++) {
-        const col = cols[c]!;
-        const dst = c * T;
-        for (let r = r0; r < r1; r++) sc[dst + r] = data[rowAt[r]! + col]!;
-      }
-    }
+  const R = st.randAct.length / (st.cols.length * C);
+  for (let b = 0; b < wins.length; b++) {
+    const slot = cand.find((c) => c.b === b)?.slot;
+    scanWindow({
+      data: m.data,
+      bits: m.bits,
+      keys: m.keys,
+      width,
+      r0: (b * rows + first) * width,
+      len,
+      cols: st.cols,
+      top: st,
+      win: wins[b]!,
+      K,
+      C,
+      keepAct: slot === undefined ? undefined : st.randAct,
+      keepKeys: slot === undefined ? undefined : st.randKeys,
+      keepAt: slot === undefined ? 0 : slot * C,
+      keepStride: R * C,
+    });
   }
-  for (let j = 0; j < n; j++) {
-    const hb = j * SKETCH_BINS;
-    const base = j * T;
-    let ps = 0;
-    let mx = max[j]!;
-    let sm = sum[j]!;
-    for (let b = 0; b < B; b++) {
-      let ws = 0;
-      let wm = -Infinity;
-      const w0 = base + b * len;
-      for (let i = w0; i < w0 + len; i++) {
-        const v = sc[i]!;
-        ws += v;
-        if (v > wm) wm = v;
-        ps += v > 0 ? 1 : 0;
-        const h = hb + BIN[sb[i]! >>> 20]!;
-        hist[h] = hist[h]! + 1;
-      }
-      // Fixed point per window: the window's float64 sum (token order) rounded, so totals are
-      // exact integers whatever the order windows arrive in.
-      sm += Math.round(ws * SUM_SCALE);
-      if (wm > mx) mx = wm;
-      if (wm >= thresh[j]!) offer(st, j, wm, wins[b]!, sc, w0, m, b, K, C);
-    }
-    sum[j] = sm;
-    positive[j] = positive[j]! + ps;
-    max[j] = mx;
-  }
-  g.count += T;
+  st.g.count += wins.length * len;
 }
 
 /**
- * Keeps the activations of the batch's random-window candidates (window `b` into slot `slot`),
- * read from the scratch buffer `accumulate` just filled (node j's tokens at j x T).
- */
-function keepRandom(st: GroupState, m: Matrix, cand: readonly { b: number; slot: number }[], len: number, T: number, R: number, C: number): void {
-  const n = st.cols.length;
-  const sc = scratch;
-  const dst = st.randAct;
-  for (const { b, slot } of cand) {
-    for (let j = 0; j < n; j++) {
-      const from = j * T + b * len;
-      const at = (slot * n + j) * C;
-      for (let p = 0; p < len; p++) dst[at + p] = sc[from + p]!;
-      if (st.randKeys) {
-        const col = st.cols[j]!;
-        for (let p = 0; p < len; p++) st.randKeys[at + p] = m.keys![(b * m.rows + m.first + p) * m.width + col]!;
-      }
-    }
-  }
-}
-
-/**
- * The random excerpts in rank order (n x R x C, as a record set holds them) from the candidate
- * slots (slot-major: slot s, node j at (s x n + j) x C): rank r is slot `perm[r]`, of which the
- * first `lens[r]` values are copied (0: not kept; the rest stays 0).
+ * Puts the random-window candidates in rank order, in place (node j, slot s at (j x R + s) x C
+ * before; rank r at (j x R + r) x C after, as a record set holds random excerpts): rank r is
+ * slot `perm[r]`, of which the first `lens[r]` values are kept (0: not kept); the rest of each
+ * rank, and ranks without a window, are 0.
  */
 function randomInRankOrder<A extends Float32Array | Int16Array>(a: A, n: number, perm: readonly number[], lens: readonly number[], R: number, C: number): A {
-  const out = (a instanceof Float32Array ? new Float32Array(n * R * C) : new Int16Array(n * R * C)) as A;
-  perm.forEach((slot, r) => {
-    const len = lens[r]!;
-    if (len === 0) return;
-    for (let j = 0; j < n; j++) {
-      const from = (slot * n + j) * C;
-      const at = (j * R + r) * C;
-      for (let p = 0; p < len; p++) out[at + p] = a[from + p]!;
-    }
-  });
-  return out;
+  const tmp = a.slice(0, R * C) as A;
+  for (let j = 0; j < n; j++) {
+    const base = j * R * C;
+    tmp.set(a.subarray(base, base + R * C));
+    a.fill(0, base, base + R * C);
+    perm.forEach((slot, r) => {
+      const len = lens[r]!;
+      if (len > 0) a.set(tmp.subarray(slot * C, slot * C + len), base + r * C);
+    });
+  }
+  return a;
 }
 
 /** The activations of a group on a batch of windows of equal length (model rows of length S = len + 1). */
@@ -593,19 +464,32 @@ async function matrixOf(st: GroupState, cache: RecordsCache, B: number, S: numbe
   return { data: z, bits: new Int32Array(z.buffer, z.byteOffset, z.length), width: sae.config.dSae, rows: S - 1, first: 0 };
 }
 
-/** The group, with top excerpts sorted and windows indexed, as a record set holds it (copies the arrays). */
-function snapshot(st: GroupState, s: RecordSettings): RecordGroup {
+/**
+ * The group, with top excerpts sorted and windows indexed, as a record set holds it: a copy
+ * (checkpoints), or, when `consume` (the end of a harvest), the state's own arrays, sorted in
+ * place (the state is not used afterwards).
+ */
+function snapshot(st: GroupState, s: RecordSettings, consume = false): RecordGroup {
   const { topK: K, contextTokens: C } = s;
   const src = st.g;
-  const out = emptyGroup(src.key, src.kind, src.hook, src.nodes, s);
-  out.count = src.count;
-  out.sum.set(src.sum);
-  out.positive.set(src.positive);
-  out.max.set(src.max);
-  out.hist.set(src.hist);
+  let out: RecordGroup;
+  if (consume) {
+    out = { ...src, windows: [] };
+  } else {
+    out = emptyGroup(src.key, src.kind, src.hook, src.nodes, s);
+    out.count = src.count;
+    out.sum.set(src.sum);
+    out.positive.set(src.positive);
+    out.max.set(src.max);
+    out.hist.set(src.hist);
+  }
   const index = new Map<WindowRef, number>();
   const peak = src.topPeak;
   const slots = new Int32Array(K);
+  // A node's slots before they are written in order (when sorting in place).
+  const peakTmp = new Float32Array(K);
+  const actTmp = new Float32Array(K * C);
+  const keysTmp = src.topKeys ? new Int16Array(K * C) : undefined;
   const { topAct: srcAct, topKeys: srcKeys } = src;
   const { topAct: outAct, topKeys: outKeys } = out;
   for (let j = 0; j < src.nodes.length; j++) {
@@ -625,6 +509,19 @@ function snapshot(st: GroupState, s: RecordSettings): RecordGroup {
       }
       slots[i] = r;
     }
+    let fromPeak = peak;
+    let fromAct = srcAct;
+    let fromKeys = srcKeys;
+    let off = base;
+    if (consume) {
+      peakTmp.set(peak.subarray(base, base + size));
+      actTmp.set(srcAct.subarray(base * C, (base + size) * C));
+      if (keysTmp && srcKeys) keysTmp.set(srcKeys.subarray(base * C, (base + size) * C));
+      fromPeak = peakTmp;
+      fromAct = actTmp;
+      fromKeys = keysTmp;
+      off = 0;
+    }
     for (let r = 0; r < size; r++) {
       const slot = slots[r]!;
       const w = st.slotWin[base + slot]!;
@@ -634,12 +531,12 @@ function snapshot(st: GroupState, s: RecordSettings): RecordGroup {
         out.windows.push(w);
         index.set(w, wi);
       }
-      out.topPeak[base + r] = peak[base + slot]!;
+      out.topPeak[base + r] = fromPeak[off + slot]!;
       out.topWin[base + r] = wi;
-      const from = (base + slot) * C;
+      const from = (off + slot) * C;
       const at = (base + r) * C;
-      for (let p = 0; p < C; p++) outAct[at + p] = srcAct[from + p]!;
-      if (outKeys && srcKeys) for (let p = 0; p < C; p++) outKeys[at + p] = srcKeys[from + p]!;
+      outAct.set(fromAct.subarray(from, from + C), at);
+      if (outKeys && fromKeys) outKeys.set(fromKeys.subarray(from, from + C), at);
     }
     out.topSize[j] = size;
   }
@@ -808,8 +705,7 @@ export async function harvestRecords(model: RecordsModel, corpus: RecordsCorpus,
     });
     for (const st of states) {
       const m = await matrixOf(st, t.cache, wins.length, S);
-      accumulate(st, m, wins, K, C);
-      if (cand.length > 0) keepRandom(st, m, cand, S - 1, wins.length * (S - 1), R, C);
+      accumulate(st, m, wins, cand, K, C);
     }
     for (const info of infos) info.filled = true;
     tm.nodeMs += performance.now() - f1;
@@ -891,7 +787,7 @@ export async function harvestRecords(model: RecordsModel, corpus: RecordsCorpus,
   }
 
   const a0 = performance.now();
-  const groups = states.map((st) => snapshot(st, settings));
+  const groups = states.map((st) => snapshot(st, settings, true));
   // Random excerpts: the kept candidates in rank order; windows chosen before a resume run once more.
   const perm = randInfo.map((x) => x.slot);
   const lens = random.map((w, r) => (randInfo[r]!.filled ? w.ids.length : 0));

@@ -144,7 +144,8 @@ function plain(r: HarvestedRecords): Record<string, NodeRecords> {
 const sae = testSae();
 const NODES: ExplainableNode[] = [
   ...neurons(0, [0, 3, 17, 100, 255]),
-  ...neurons(1, [1, 2, 64]),
+  // Eleven neurons of layer 1, out of order and with gaps: the harvest's loop takes nodes eight at a time (and the rest one by one).
+  ...neurons(1, [1, 2, 64, 7, 130, 131, 132, 133, 250, 9, 40]),
   ...allHeads({ nLayers: 2, nHeads: 4 }, [1]),
   ...allLatents(sae),
 ];
