@@ -234,7 +234,14 @@ export async function createSession(model: Uint8Array | string, options: Session
   try {
     session = await (typeof model === "string" ? runtime.InferenceSession.create(model, so) : runtime.InferenceSession.create(model, so));
   } catch (cause) {
-    throw new TdbError("E_ONNX_INVALID", `onnxruntime could not load the graph: ${(cause as Error).message}`, { cause });
+    const msg = (cause as Error).message;
+    // The op onnxruntime does not know (e.g. "com.microsoft:MysteryOp(-1) is not a registered function/op"), else the message.
+    const op = /([\w.]*:?\w+)\(-?\d+\) is not a registered function\/op/.exec(msg)?.[1];
+    throw new TdbError("E_ONNX_INVALID", `onnxruntime could not load the graph: ${msg}`, {
+      cause,
+      value: op ?? msg,
+      allowed: "a graph of the ops onnxruntime registers (standard ONNX, its com.microsoft contrib ops)",
+    });
   }
   return {
     inputNames: session.inputNames,

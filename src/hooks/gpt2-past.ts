@@ -11,8 +11,10 @@
  * The position ids read by the position-embedding Gather are offset by the past length. The
  * causal mask is not taken from the export (exports build it in many ways): on the path from
  * the scores MatMul to the Softmax, a `Where` on a boolean mask gets a mask tdb-js builds from
- * the past length P and the step length S (query i sees keys j <= P + i), and an `Add` of a
- * mask bias gets one built from `attention_mask` (which now covers the P + S keys). The
+ * the past length P and the step length S (query i sees keys j <= P + i), so does a `Mul` by a
+ * float mask sliced from the causal buffer (legacy `w * b - 1e4 * (1 - b)`), and an `Add` of a
+ * mask bias gets one built from `attention_mask` (which now covers the P + S keys; exports
+ * without one get an `Add` of it before the Softmax). The
  * export's own `present.*` outputs are dropped, and with them what only they needed.
  *
  * Edit points and hook outputs are added afterwards on this graph as on the no-past one; an
@@ -129,6 +131,7 @@ export function gpt2WithPast(g: OnnxGraph, hookMap: HookMap, dims: ArchDims): Pa
   const f = (x: number) => e.scalar(x, DT.FLOAT);
   const padBias = e.unsqueeze(e.op("Mul", [e.op("Sub", [f(1), m], {}, "Masked"), f(MASK_VALUE)], {}, "PadBias"), [1, 2]);
   const fullBias = e.op("Where", [causal, padBias, f(MASK_VALUE)], {}, "Bias");
+  const causalFloat = e.op("Cast", [causal], { to: DT.FLOAT }, "CausalFloat");
 
   for (let l = 0; l < dims.nLayers; l++) {
     const entry = { pastKey: `tdb_past.${l}.key`, pastValue: `tdb_past.${l}.value`, presentKey: `tdb_present.${l}.key`, presentValue: `tdb_present.${l}.value` };
@@ -143,7 +146,7 @@ export function gpt2WithPast(g: OnnxGraph, hookMap: HookMap, dims: ArchDims): Pa
       for (const n of readers) n.input = n.input.map((i) => (i === value ? presentName : i));
     }
     g.invalidate();
-    rewireMask(g, l, tapValue(hookMap, `blocks.${l}.attn.hook_pattern` as HookName), descendants(g, entry.presentKey), { causal, notCausal, padBias, fullBias });
+    rewireMask(g, l, tapValue(hookMap, `blocks.${l}.attn.hook_pattern` as HookName), descendants(g, entry.presentKey), { causal, notCausal, padBias, fullBias, causalFloat });
     layers.push(entry);
   }
 
@@ -160,16 +163,48 @@ export function gpt2WithPast(g: OnnxGraph, hookMap: HookMap, dims: ArchDims): Pa
 }
 
 /**
+ * Whether `v` is computed from a rank-4 constant (the causal-mask buffer `[1, 1, n_ctx, n_ctx]`
+ * sliced to the scores), through any ops: the `b` of legacy exports' `w * b - 1e4 * (1 - b)`.
+ */
+function readsMaskBuffer(g: OnnxGraph, v: string): boolean {
+  const stack = [v];
+  const seen = new Set<string>();
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (seen.has(x) || seen.size > 256) continue;
+    seen.add(x);
+    const t = g.initializer(x);
+    if (t) {
+      if (t.dims.length === 4) return true;
+      continue;
+    }
+    const p = g.producer(x);
+    if (!p) continue;
+    if (p.opType === "Constant") {
+      if (p.attribute.find((a) => a.name === "value")?.t?.dims.length === 4) return true;
+      continue;
+    }
+    if (p.opType === "Shape" || p.opType === "Size") continue;
+    for (const i of p.input) if (i) stack.push(i);
+  }
+  return false;
+}
+
+/**
  * Replaces the masking between block `l`'s scores MatMul and its Softmax: a `Where` on a boolean
- * mask gets the causal mask (or its negation, when the scores are its third operand); an `Add`
- * of a bias gets the padding bias when a `Where` did the causal part, else the combined bias.
+ * mask gets the causal mask (or its negation, when the scores are its third operand); a `Mul` of
+ * the scores by a float mask sliced from the causal buffer (legacy `w * b - 1e4 * (1 - b)`) has
+ * that mask replaced by the causal mask as floats, everywhere it is read (so `1 - b` follows); an
+ * `Add` of a bias gets the padding bias when a `Where` or such a `Mul` did the causal part, else
+ * the combined bias. Without any `Add` (exports with no `attention_mask`), one adding the padding
+ * bias is put before the Softmax (its input stays the `hook_attn_scores` value).
  */
 function rewireMask(
   g: OnnxGraph,
   l: number,
   pattern: string,
   fromKeys: ReadonlySet<string>,
-  masks: { causal: string; notCausal: string; padBias: string; fullBias: string },
+  masks: { causal: string; notCausal: string; padBias: string; fullBias: string; causalFloat: string },
 ): void {
   const softmax = g.producer(pattern);
   if (softmax?.opType !== "Softmax") throw unsupported(`block ${l}'s pattern is not a Softmax output`, softmax?.opType);
@@ -187,12 +222,26 @@ function rewireMask(
       if (on === 0) throw unsupported(`block ${l}: the scores are the condition of ${p.name}`, p.name);
       p.input[0] = on === 1 ? masks.causal : masks.notCausal;
       where = true;
+    } else if (p.opType === "Mul" && p.input.length === 2 && readsMaskBuffer(g, p.input[1 - on]!)) {
+      const b = p.input[1 - on]!;
+      for (const n of g.consumers(b)) n.input = n.input.map((i) => (i === b ? masks.causalFloat : i));
+      g.invalidate();
+      where = true;
     } else if (p.opType === "Add" && p.input.length === 2) {
+      if (readsMaskBuffer(g, p.input[1 - on]!)) throw unsupported(`block ${l}: ${p.name} adds a causal mask computed from the mask buffer without a Mul`, p.name);
       adds.push({ node: p, at: 1 - on });
     }
     v = p.input[on]!;
   }
-  if (!where && adds.length === 0) throw unsupported(`block ${l}: no causal mask (Where or Add) found between the scores and the Softmax`, l);
+  if (!where && adds.length === 0) throw unsupported(`block ${l}: no causal mask (Where, Mul or Add) found between the scores and the Softmax`, l);
   for (const { node, at } of adds) node.input[at] = where ? masks.padBias : masks.fullBias;
+  if (adds.length === 0) {
+    // No padding bias in the export: add tdb-js's, keeping the Softmax input's name.
+    const scores = softmax.input[0]!;
+    const p = g.producer(scores)!;
+    const before = g.uniqueName(`${scores}_unpadded`);
+    p.output = p.output.map((o) => (o === scores ? before : o));
+    new GraphEmitter(g, `/tdb/past/h.${l}`).node("Add", [before, masks.padBias], {}, [scores], "PadBias");
+  }
   g.invalidate();
 }

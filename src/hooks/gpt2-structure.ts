@@ -14,7 +14,9 @@
  *    a value computed from it is the next residual Add; the chain ends at a value no such Add
  *    reads (the final LayerNorm's input). `Cast`, `Identity` and eval-mode `Dropout` nodes pass
  *    the residual stream on (un-fused float16 graphs cast it to float32 and back; some exports
- *    keep Dropout nodes): the value they make counts as the same residual value.
+ *    keep Dropout nodes), and so does an `Add` of a zero constant (transformers 2.x/3.x add
+ *    `token_type_embeds = 0` to the embedding sum): the value they make counts as the same
+ *    residual value.
  * 3. The stream nodes (everything computed from the embedding sum without passing through
  *    `Shape`) fall into segments by the last residual value they depend on. A segment with a
  *    `Softmax` is an attention half (`ln_1` -> `attn` with `c_attn`, `c_proj`), one without is an
@@ -35,6 +37,8 @@
  */
 import type { NodeProto } from "onnx-buf";
 import type { OnnxGraph } from "../onnx/graph.js";
+import { upgradeToOpset13 } from "../onnx/opset-upgrade.js";
+import { tensorFromProto } from "../onnx/tensor.js";
 import { unfuseContribOps } from "../onnx/unfuse/index.js";
 import type { ArchDims, NormalizeReport } from "./adapter.js";
 import { findBlockScopes } from "./gpt2-locate.js";
@@ -181,13 +185,28 @@ class Analysis {
     return undefined;
   }
 
-  /** `v` and the values Cast/Identity chains make of it (the same residual stream in another dtype). */
+  /** Whether `v` is a small constant of zeros (an initializer or a `Constant` node's tensor). */
+  private isZero(v: string | undefined): boolean {
+    if (!v) return false;
+    const p = this.g.producer(v);
+    const t = this.g.initializer(v) ?? (p?.opType === "Constant" ? p.attribute.find((a) => a.name === "value")?.t : undefined);
+    if (!t || t.dims.reduce((a, d) => a * Number(d), 1) > 16) return false;
+    const h = tensorFromProto(t);
+    return h.type !== "bool" && Array.from(h.data as ArrayLike<number | bigint>).every((x) => Number(x) === 0);
+  }
+
+  /**
+   * `v` and the values Cast/Identity chains make of it (the same residual stream in another
+   * dtype), and `Add(v, 0)` (legacy exports add `token_type_embeds = 0` to the embedding sum).
+   */
   private aliases(v: string): Set<string> {
     const out = new Set([v]);
     const queue = [v];
     while (queue.length) {
-      for (const c of this.g.consumers(queue.pop()!)) {
-        if (!CAST_OPS.has(c.opType) || !c.output[0] || out.has(c.output[0])) continue;
+      const x = queue.pop()!;
+      for (const c of this.g.consumers(x)) {
+        const plusZero = c.opType === "Add" && c.input.length === 2 && c.input.some((i) => i !== x && this.isZero(i));
+        if ((!CAST_OPS.has(c.opType) && !plusZero) || !c.output[0] || out.has(c.output[0])) continue;
         out.add(c.output[0]);
         queue.push(c.output[0]);
       }
@@ -310,7 +329,7 @@ class Analysis {
       changed = false;
       for (const v of [...known]) {
         for (const c of this.streamConsumers(v, seg)) {
-          if (inLn.has(c) || !LN_OPS.has(c.opType) || (CAST_OPS.has(c.opType) && al.has(c.output[0] ?? ""))) continue;
+          if (inLn.has(c) || !LN_OPS.has(c.opType) || al.has(c.output[0] ?? "")) continue;
           if (!c.input.every((i) => !i || known.has(i) || !this.isStream(i))) continue;
           inLn.add(c);
           for (const o of c.output) if (o) known.add(o);
@@ -602,7 +621,8 @@ export function assignGpt2Scopes(g: OnnxGraph, hints: StructureHints = {}, force
 }
 
 /**
- * The GPT-2 adapter's normalisation step: onnxruntime's fused `com.microsoft` ops are un-fused
+ * The GPT-2 adapter's normalisation step: an opset 11/12 graph is upgraded to opset 13
+ * (`upgradeToOpset13`), initializers listed as graph inputs are constants only, onnxruntime's fused `com.microsoft` ops are un-fused
  * into standard ONNX (`unfuseContribOps`), then {@link assignGpt2Scopes} names nodes from the
  * structure, with the config's dims as hints. Never throws for a graph it does not understand;
  * the report says why (and which fused nodes were left as they are).
@@ -610,9 +630,23 @@ export function assignGpt2Scopes(g: OnnxGraph, hints: StructureHints = {}, force
 export function normalizeGpt2(g: OnnxGraph, dims: ArchDims): NormalizeReport {
   // onnxruntime-fused graphs first become standard ONNX (the hooks live inside the fused ops),
   // then nodes that sit outside block scopes (unscoped exports, un-fused nodes) get them.
-  const unfused = unfuseContribOps(g);
   const steps: string[] = [];
   const problems: string[] = [];
+  // Older torch.onnx (1.5/1.6) wrote opset 11; gradients and tdb-js's own nodes need 13. GPT-2's
+  // only Softmax is over the last axis of the rank-4 attention scores.
+  const upgrade = upgradeToOpset13(g, 4);
+  if (upgrade.upgraded) steps.push(`upgraded ai.onnx opset ${upgrade.from} to 13 (${upgrade.rewritten} nodes rewritten)`);
+  else if (upgrade.from < 13) problems.push(`opset ${upgrade.from} kept (${upgrade.reason}): gradients need opset 13`);
+  // Initializers also listed as graph inputs (older torch.onnx's keep_initializers_as_inputs)
+  // cannot be fed from onnxruntime-node anyway: they are constants, not inputs.
+  const inits = new Set(g.initializerNames());
+  const asInputs = g.graph.input.filter((v) => inits.has(v.name)).length;
+  if (asInputs > 0) {
+    g.graph.input = g.graph.input.filter((v) => !inits.has(v.name));
+    g.invalidate();
+    steps.push(`${asInputs} initializers listed as graph inputs are constants only`);
+  }
+  const unfused = unfuseContribOps(g);
   if (unfused.unfused.length > 0) {
     const ops = new Map<string, number>();
     for (const u of unfused.unfused) ops.set(u.op, (ops.get(u.op) ?? 0) + 1);
@@ -622,7 +656,7 @@ export function normalizeGpt2(g: OnnxGraph, dims: ArchDims): NormalizeReport {
   const { renamed, note, result } = assignGpt2Scopes(g, { dVocab: dims.dVocab, nCtx: dims.nCtx });
   if (result.ok) steps.push(note);
   else problems.push(note);
-  return { changed: unfused.unfused.length > 0 || renamed > 0, steps, problems };
+  return { changed: asInputs > 0 || upgrade.upgraded || unfused.unfused.length > 0 || renamed > 0, steps, problems };
 }
 
 /**

@@ -374,6 +374,8 @@ function unembedding(g: OnnxGraph, dims: ArchDims): { W_U: HostTensor<"float32">
   const outs = g.outputNames();
   const logits = outs.includes("logits") ? "logits" : outs[0];
   let node = logits ? g.producer(logits) : undefined;
+  // A float16 file written with keep_io_types casts its logits to float32 (an identity once widened at load).
+  while ((node?.opType === "Cast" || node?.opType === "Identity") && node.input[0]) node = g.producer(node.input[0]);
   let b_U: HostTensor<"float32"> = { type: "float32", data: new Float32Array(dims.dVocab), dims: [dims.dVocab] };
   if (node?.opType === "Add") {
     const biasName = node.input.find((i) => g.initializer(i));

@@ -36,4 +36,5 @@ export {
 export { GraphEmitter, axesAsInput, AXES_INPUT_SINCE, INT64_MAX, type EmitPlacement } from "./emit.js";
 export { validateGraph, graphProblems, type ValidateOptions } from "./validate.js";
 export { GraphBuilder, attr, makeAttribute, valueInfo, type Dim, type Attr, type AttrInput, type NodeOptions, type GraphBuilderOptions } from "./builder.js";
+export { upgradeToOpset13, type OpsetUpgrade } from "./opset-upgrade.js";
 export { unfuseContribOps, UNFUSABLE_OPS, type UnfuseOptions, type UnfuseReport, type UnfusedNode, type UnsupportedNode } from "./unfuse/index.js";

@@ -70,6 +70,15 @@ export function noLogitsError(what: string, outputs: readonly string[]): TdbErro
 /** A token input (`input_ids`, `attention_mask`, `position_ids`) as the graph declares it: int64 or int32. */
 export function tokenFeed(io: GraphIo, name: string, data: BigInt64Array, dims: number[]): HostTensor {
   const type = io.inputs.get(name)?.type ?? "int64";
+  // A graph exported without dynamic axes declares a fixed batch size or sequence length: say so before onnxruntime does.
+  const fixed = io.inputs.get(name)?.dims;
+  for (let i = 0; i < dims.length; i++) {
+    const f = fixed?.[i];
+    if (typeof f === "number" && f !== dims[i]) {
+      const what = i === 0 ? "batch size (rows)" : "sequence length (tokens)";
+      throw new TdbError("E_BAD_INPUT", `the graph declares ${name} with a fixed ${what} of ${f} (exported without dynamic axes?); this run feeds ${dims[i]}`, { value: dims[i], allowed: [f] });
+    }
+  }
   if (type === "int64") return { type, data, dims };
   if (type === "int32") return { type, data: Int32Array.from(data, (v) => Number(v)), dims };
   throw new TdbError("E_UNSUPPORTED_GRAPH", `graph input ${name} is declared ${type}; tdb-js feeds token inputs as int64 or int32`, {
@@ -123,7 +132,7 @@ export const FED_INPUTS = ["input_ids", "attention_mask", "position_ids", "past_
  */
 export function checkGraphInputs(io: GraphIo, dims: ArchDims): void {
   for (const [name, decl] of io.inputs) {
-    if (name === "input_ids" || name === "attention_mask" || name === "position_ids") tokenFeed(io, name, new BigInt64Array(1), [1, 1]);
+    if (name === "input_ids" || name === "attention_mask" || name === "position_ids") tokenFeed(io, name, new BigInt64Array(0), []);
     else if (pastLayer(name) !== undefined) pastFeed(io, name, 1, dims);
     else if (name === "use_cache_branch" || name.startsWith("tdb_")) continue;
     else {

@@ -169,7 +169,7 @@ export async function loadModelParts(idOrDir: string, opts: LoadOptions = {}): P
   const dir = onnxPath.includes("/") ? onnxPath.slice(0, onnxPath.lastIndexOf("/") + 1) : "";
   await resolveExternalData(decoded, async (location) => {
     const data = await files.read(dir + location);
-    if (!data) throw new TdbError("E_MISSING_FILE", `${files.origin} lacks external data file ${dir + location}`, { value: dir + location });
+    if (!data) throw new TdbError("E_MISSING_FILE", `${files.origin} lacks external data file ${dir + location}`, { value: dir + location, allowed: `the data file ${onnxPath}'s tensors name, beside it` });
     return data;
   });
   // A BeamSearch-wrapped GPT-2: hook its decoder.

@@ -305,6 +305,8 @@ function selectLogitPositions(g: OnnxGraph): void {
     });
   }
   let lmHead = g.producer("logits");
+  // A float16 file written with keep_io_types casts its logits to float32; widened at load, that Cast is an identity.
+  while ((lmHead?.opType === "Cast" || lmHead?.opType === "Identity") && lmHead.input[0]) lmHead = g.producer(lmHead.input[0]);
   if (lmHead?.opType === "Add") {
     // An unembedding with a bias: logits = MatMul(hidden, W_U) + b_U; b_U broadcasts over the selected rows.
     const mm = lmHead.input.map((i) => g.producer(i)).find((p) => p?.opType === "MatMul");

@@ -24,4 +24,5 @@ export { withPastGraph, type PastLayout } from "./forms/with-past.js";
 export { withoutLogits, LAST_HIDDEN_STATE } from "./forms/no-logits.js";
 export { float16Graph } from "./forms/float16.js";
 export { unscopedNames, type UnscopedOptions } from "./forms/unscoped.js";
+export { legacyGpt2Graph, type LegacyOptions, type LegacyMaskStyle } from "./forms/legacy.js";
 export { beamSearchWrapped, BEAM_SEARCH_PRODUCER } from "./forms/beam-search.js";
