@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { decodeModel } from "../../src/onnx/proto.js";
 import type { HostTensor } from "../../src/onnx/tensor.js";
-import { float16Bits } from "../../src/onnx/unfuse/common.js";
+import { floatToHalf as float16Bits } from "../../src/onnx/half.js";
 import { compareUnfused, opsOf, rand } from "./_unfuse.js";
 
 const DIR = join(import.meta.dirname, "..", "assets", "exports");

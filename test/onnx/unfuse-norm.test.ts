@@ -345,7 +345,7 @@ describe("unfuse: refusals", () => {
 
 describe("unfuse: float16 graphs and subgraphs", () => {
   it("float16 SkipLayerNormalization + FastGelu are rewritten in float32 between Casts (as the kernels compute)", async () => {
-    const { float16Bits } = await import("../../src/onnx/unfuse/common.js");
+    const { floatToHalf: float16Bits } = await import("../../src/onnx/half.js");
     const half = (a: Float32Array) => Uint16Array.from(a, (v) => float16Bits(v));
     const b = new GraphBuilder({ opset: 13 });
     const x = b.input("x", "float16", ["batch", "seq", D]);

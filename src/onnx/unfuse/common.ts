@@ -11,6 +11,7 @@ import { TensorProto_DataType as DT } from "onnx-buf";
 import { TdbError } from "../../base/errors.js";
 import { axesAsInput, GraphEmitter } from "../emit.js";
 import type { OnnxGraph } from "../graph.js";
+import { floatToHalf } from "../half.js";
 import { tensorToProto, type AnyTypedArray, type ElemType } from "../tensor.js";
 
 /** The operator domain of onnxruntime's contrib ops. */
@@ -29,34 +30,6 @@ export class UnfuseUnsupported extends Error {
     super(reason);
     this.reason = reason;
   }
-}
-
-/** Float16 bits of a number (round to nearest even), for float16 constants. */
-export function float16Bits(value: number): number {
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  f[0] = value;
-  const x = u[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && half & 1)) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
-  return sign | Math.min(half, 0x7c00);
 }
 
 const FLOAT_ELEM: Record<number, ElemType> = { [DT.FLOAT]: "float32", [DT.DOUBLE]: "float64", [DT.FLOAT16]: "float16" };
@@ -96,7 +69,7 @@ export class UnfuseEmitter extends GraphEmitter {
   override scalar(value: number, elemType: number): string {
     const type = FLOAT_ELEM[elemType];
     if (!type) throw new UnfuseUnsupported(`element type ${elemType} (float32, float64 and float16 are supported)`);
-    const data = type === "float32" ? new Float32Array([value]) : type === "float64" ? new Float64Array([value]) : new Uint16Array([float16Bits(value)]);
+    const data = type === "float32" ? new Float32Array([value]) : type === "float64" ? new Float64Array([value]) : new Uint16Array([floatToHalf(value)]);
     return this.constant(`${type}:${value}`, data, [], type);
   }
 
