@@ -5,10 +5,10 @@
  * `hook_pattern`; keeps the `topK` rows with the largest peak (ties by row order) and `randomK`
  * rows drawn with a seeded RNG, in the `NodeRecords` shape. Written apart from the harvester.
  */
-import { Rng } from "../../src/base/random.js";
 import type { ActivationRecord, HeadNode, NodeRecords } from "../../src/explainer/types.js";
 import type { HookName } from "../../src/hooks/names.js";
 import type { Model } from "../../src/model/model.js";
+import { pickRows } from "./planted-model.js";
 
 /** Records of `heads` over `rows` (each `[BOS, ...excerpt]`). */
 export async function bruteForceHeadRecords(
@@ -44,21 +44,12 @@ export async function bruteForceHeadRecords(
       const ids = row.slice(1);
       return { tokens: ids.map(str), ids, activations, keys, source: { doc: `row${b}`, offset: 0 } };
     });
-    const peaks = recs.map((r) => Math.max(...r.activations));
-    const order = peaks.map((_, r) => r).sort((a, b) => peaks[b]! - peaks[a]! || a - b);
-    const rng = new Rng(opts.seed ?? 11);
-    const pool = rows.map((_, r) => r);
-    const picked: number[] = [];
-    for (let i = 0; i < Math.min(randomK, pool.length); i++) {
-      const j = i + rng.int(pool.length - i);
-      [pool[i], pool[j]] = [pool[j]!, pool[i]!];
-      picked.push(pool[i]!);
-    }
+    const picked = pickRows(recs.map((r) => Math.max(...r.activations)), topK, randomK, opts.seed ?? 11);
     const flat = recs.flatMap((r) => r.activations);
     return {
       node,
-      top: order.slice(0, topK).map((r) => recs[r]!),
-      random: picked.map((r) => recs[r]!),
+      top: picked.top.map((r) => recs[r]!),
+      random: picked.random.map((r) => recs[r]!),
       stats: { count: flat.length, max: Math.max(...flat), mean: flat.reduce((a, b) => a + b, 0) / flat.length, density: 1, quantiles: [0, 0, 0, 0] },
     };
   });

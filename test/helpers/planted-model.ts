@@ -110,6 +110,23 @@ function quantile(sorted: readonly number[], q: number): number {
 }
 
 /**
+ * The rows a brute-force record set keeps: the `topK` rows with the largest peak (ties by row
+ * order) and `randomK` rows drawn without replacement by a seeded partial Fisher-Yates shuffle.
+ */
+export function pickRows(peaks: readonly number[], topK: number, randomK: number, seed: number): { top: number[]; random: number[] } {
+  const order = peaks.map((_, r) => r).sort((a, b) => peaks[b]! - peaks[a]! || a - b);
+  const rng = new Rng(seed);
+  const pool = peaks.map((_, r) => r);
+  const random: number[] = [];
+  for (let i = 0; i < Math.min(randomK, pool.length); i++) {
+    const j = i + rng.int(pool.length - i);
+    [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+    random.push(pool[i]!);
+  }
+  return { top: order.slice(0, topK), random };
+}
+
+/**
  * Brute-force records: traces every row of `rows` (excerpts are whole rows) and keeps, for each
  * MLP neuron of `nodes`, the `topK` rows with the largest peak activation (descending, ties by
  * row order) and `randomK` rows drawn without replacement with a seeded RNG.
@@ -147,22 +164,13 @@ export async function bruteForceRecords(
     source: { doc: `row${r}`, offset: 0 },
   });
   return nodes.map((node, ni) => {
-    const peaks = acts[ni]!.map((row) => Math.max(...row));
-    const order = peaks.map((_, r) => r).sort((a, b) => peaks[b]! - peaks[a]! || a - b);
-    const rng = new Rng(opts.seed ?? 11);
-    const pool = rows.map((_, r) => r);
-    const picked: number[] = [];
-    for (let i = 0; i < Math.min(randomK, pool.length); i++) {
-      const j = i + rng.int(pool.length - i);
-      [pool[i], pool[j]] = [pool[j]!, pool[i]!];
-      picked.push(pool[i]!);
-    }
+    const picked = pickRows(acts[ni]!.map((row) => Math.max(...row)), topK, randomK, opts.seed ?? 11);
     const flat = acts[ni]!.flat();
     const sorted = [...flat].sort((a, b) => a - b);
     return {
       node,
-      top: order.slice(0, topK).map((r) => record(ni, r)),
-      random: picked.map((r) => record(ni, r)),
+      top: picked.top.map((r) => record(ni, r)),
+      random: picked.random.map((r) => record(ni, r)),
       stats: {
         count: flat.length,
         max: sorted[sorted.length - 1] ?? 0,

@@ -12,6 +12,7 @@ import { OnnxGraph } from "../../src/onnx/graph.js";
 import { decodeModel, encodeModel } from "../../src/onnx/proto.js";
 import type { HostTensor } from "../../src/onnx/tensor.js";
 import { unfuseContribOps, type UnfuseReport } from "../../src/onnx/unfuse/index.js";
+import { randn } from "./_build.js";
 
 /** The model of a builder, importing `com.microsoft` opset 1 too. */
 export function msModel(b: GraphBuilder): ModelProto {
@@ -20,19 +21,10 @@ export function msModel(b: GraphBuilder): ModelProto {
   return m;
 }
 
-/** Deterministic floats in [-scale, scale) (xorshift). */
+/** Deterministic floats in [-scale, scale) (the xorshift of `_build.ts`, seed spread by a multiplier). */
 export function rand(n: number, seed: number, scale = 1): Float32Array {
-  let s = (seed * 2654435761) >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = ((s / 0x1_0000_0000) * 2 - 1) * scale;
-  }
-  return out;
+  const out = randn(n, (seed * 2654435761) >>> 0);
+  return scale === 1 ? out : out.map((x) => x * scale);
 }
 
 /** A float32 feed. */
