@@ -19,6 +19,7 @@ import type { Session } from "../backend/ort.js";
 import type { EditFeed } from "./options.js";
 import { buildPatchedGraph, LOGIT_POSITIONS_INPUT, type PatchedGraph } from "./patched-graph.js";
 import type { ModelRuntime } from "./runtime.js";
+import { spreadEditPoints } from "./sessions.js";
 
 /** A with-past patched graph: the patched graph plus its cache inputs and present outputs. */
 export interface PastPatchedGraph extends PatchedGraph {
@@ -76,29 +77,13 @@ const MAX_GRAPHS = 4;
 /** Inputs of an export's own cache (and the merged decoder's branch flag), fed empty by `ModelRuntime.tokenFeeds`. */
 const EXPORT_PAST = /^past_key_values\.|^past_\d+$|^use_cache_branch$/;
 
-/** Edit points on `edits`, spread over every block as the patched sessions do (sweeps reuse them). */
-function spreadEdits(rt: ModelRuntime, edits: readonly HookName[]): HookName[] {
-  const out = new Set<HookName>();
-  for (const h of edits) {
-    const suffix = /^blocks\.\d+\.(.+)$/.exec(h)?.[1];
-    if (!suffix) {
-      out.add(h);
-      continue;
-    }
-    for (let l = 0; l < rt.config.nLayers; l++) {
-      const name = `blocks.${l}.${suffix}` as HookName;
-      if (rt.hookMap.sources.get(name)?.kind === "tap") out.add(name);
-    }
-  }
-  return [...out];
-}
 
 /**
  * The with-past patched graph for `req` (built, or reused from a recent call).
  * `E_UNSUPPORTED_GRAPH` when the model's adapter cannot build a with-past graph.
  */
 export function pastGraphFor(rt: ModelRuntime, req: PastRequest): PastEntry {
-  const edits = spreadEdits(rt, req.edits).sort();
+  const edits = spreadEditPoints(req.edits, rt.hookMap, rt.config.nLayers).sort();
   const hooks = [...new Set(req.hooks)];
   const key = `past|${edits.join(",")}|${hooks.join(",")}`;
   let byKey = graphs.get(rt);

@@ -24,6 +24,27 @@ import { buildPatchedGraph, type PatchedGraph } from "./patched-graph.js";
 import { createSession, ortBackend, type Device, type LogLevel, type OptimizationLevel, type Session } from "../backend/ort.js";
 import type { WeightStore } from "../backend/weight-store.js";
 
+/**
+ * Edit points for `edits`, spread over every block: an edit of `blocks.L.<x>` gets an edit point
+ * on `<x>` in every layer where it is a tap, so one patched graph serves edits at any layer (and
+ * sweeps over layers reuse it). Names outside blocks are kept as they are.
+ */
+export function spreadEditPoints(edits: Iterable<HookName>, hookMap: HookMap, nLayers: number): HookName[] {
+  const out = new Set<HookName>();
+  for (const h of edits) {
+    const suffix = /^blocks\.\d+\.(.+)$/.exec(h)?.[1];
+    if (!suffix) {
+      out.add(h);
+      continue;
+    }
+    for (let l = 0; l < nLayers; l++) {
+      const name = `blocks.${l}.${suffix}` as HookName;
+      if (hookMap.sources.get(name)?.kind === "tap") out.add(name);
+    }
+  }
+  return [...out];
+}
+
 /** What a patched session must offer. */
 export interface PatchedRequest {
   hooks: readonly HookName[];
@@ -322,19 +343,8 @@ export class SessionPool {
   }
 
   private async build(req: PatchedRequest): Promise<PatchedSession> {
-    const edits = new Set<HookName>();
-    for (const h of req.edits) {
-      const suffix = /^blocks\.\d+\.(.+)$/.exec(h)?.[1];
-      if (!suffix) {
-        edits.add(h);
-        continue;
-      }
-      for (let l = 0; l < this.config.nLayers; l++) {
-        const name = `blocks.${l}.${suffix}` as HookName;
-        if (this.hookMap.sources.get(name)?.kind === "tap") edits.add(name);
-      }
-    }
-    const graph = buildPatchedGraph(this.base, this.hookMap, this.config, { hooks: req.hooks, edits: [...edits], selectLogits: req.selectLogits, prefixShare: req.prefixShare });
+    const edits = spreadEditPoints(req.edits, this.hookMap, this.config.nLayers);
+    const graph = buildPatchedGraph(this.base, this.hookMap, this.config, { hooks: req.hooks, edits, selectLogits: req.selectLogits, prefixShare: req.prefixShare });
     const session = await this.create(graph.model);
     const editHooks = new Set([...graph.edits.values()].flatMap((e) => e.hooks));
     return { hooks: new Set(req.hooks), editHooks, selectLogits: req.selectLogits, prefixShare: req.prefixShare, graph, session };

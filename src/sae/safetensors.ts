@@ -13,6 +13,7 @@
  * @module
  */
 import { TdbError } from "../base/errors.js";
+import { halfToFloat } from "../onnx/half.js";
 
 /** A safetensors dtype name (`"F32"`, `"BF16"`, ...). */
 export type SafetensorsDtype = "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "I16" | "U16" | "F16" | "BF16" | "I32" | "U32" | "F32" | "F64" | "I64" | "U64";
@@ -142,15 +143,6 @@ export function readSafetensors(bytes: Uint8Array, origin?: string): Safetensors
 
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** The float32 value of an IEEE half-precision bit pattern. */
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
 
 /**
  * A float tensor's values as a new Float32Array: F32 as is, F16 and BF16 widened exactly, F64

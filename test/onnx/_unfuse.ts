@@ -11,6 +11,7 @@ import type { GraphBuilder } from "../../src/onnx/builder.js";
 import { OnnxGraph } from "../../src/onnx/graph.js";
 import { decodeModel, encodeModel } from "../../src/onnx/proto.js";
 import type { HostTensor } from "../../src/onnx/tensor.js";
+import { halfToFloat } from "../../src/onnx/half.js";
 import { unfuseContribOps, type UnfuseReport } from "../../src/onnx/unfuse/index.js";
 import { randn } from "./_build.js";
 
@@ -42,15 +43,6 @@ export interface Comparison {
   unfused: ModelProto;
 }
 
-/** The float value of float16 bits. */
-export function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
 
 /** Op types (with domains) of a model's main graph. */
 export const opsOf = (m: ModelProto) => m.graph!.node.map((n) => (n.domain ? `${n.domain}.${n.opType}` : n.opType));

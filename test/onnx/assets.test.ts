@@ -20,6 +20,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { halfToFloat } from "../../src/onnx/half.js";
 import { decodeModel, encodeModel } from "../../src/onnx/proto.js";
 import { Rng } from "../../src/base/random.js";
 import { gpt2Config, type Gpt2Config } from "../../src/synthetic/config.js";
@@ -73,20 +74,11 @@ function expectedMsOps(a: ManifestAsset, L: number): Record<string, number> {
   return {};
 }
 
-/** float16 bit pattern -> number. */
-function half(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
 
 function toNumbers(t: ort.Tensor): Float64Array {
   const d = t.data as ArrayLike<number>;
   const out = new Float64Array(d.length);
-  if (t.type === "float16") for (let i = 0; i < d.length; i++) out[i] = half(d[i]!);
+  if (t.type === "float16") for (let i = 0; i < d.length; i++) out[i] = halfToFloat(d[i]!);
   else for (let i = 0; i < d.length; i++) out[i] = d[i]!;
   return out;
 }
