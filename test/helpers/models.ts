@@ -77,3 +77,34 @@ export function useTestModel(opts: WriteGpt2Options, use: (tm: TestModel, model:
     await tm?.cleanup();
   });
 }
+
+/**
+ * Token rows of the given lengths from a seeded LCG (ids in [0, vocab)): the test prompts that the
+ * hook-vs-reference tests share.
+ */
+export function lcgRows(lengths: readonly number[], seed: number, vocab: number): number[][] {
+  let s = seed;
+  const next = (): number => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s % vocab;
+  };
+  return lengths.map((n) => Array.from({ length: n }, next));
+}
+
+/**
+ * For a `[batch, ...]` activation of rows padded to a common length: true for flat indices whose
+ * `pos` / `query_pos` / `key_pos` coordinates are real tokens of their row (`lengths[row]`).
+ */
+export function realPositions(act: { dims: readonly number[]; labels: readonly string[] }, lengths: readonly number[]): (flat: number) => boolean {
+  const posAxes = act.labels.flatMap((l, i) => (l === "pos" || l === "query_pos" || l === "key_pos" ? [i] : []));
+  return (flat) => {
+    const idx = new Array<number>(act.dims.length);
+    let r = flat;
+    for (let a = act.dims.length - 1; a >= 0; a--) {
+      idx[a] = r % act.dims[a]!;
+      r = Math.floor(r / act.dims[a]!);
+    }
+    const len = lengths[idx[0]!]!;
+    return posAxes.every((a) => idx[a]! < len);
+  };
+}

@@ -15,7 +15,7 @@ import { decodeModel } from "../../src/onnx/proto.js";
 import { gpt2Config } from "../../src/synthetic/config.js";
 import { gpt2WeightShapes, type Gpt2Weights } from "../../src/synthetic/weights.js";
 import { gpt2Reference, type RefTensor } from "../reference/gpt2-forward.js";
-import { maxAbsDiff, useTestModel, type TestModel } from "../helpers/models.js";
+import { lcgRows, maxAbsDiff, realPositions, useTestModel, type TestModel } from "../helpers/models.js";
 import { rejected, thrown } from "../helpers/errors.js";
 
 const ARCH = gpt2Config({ n_layer: 2, n_head: 4, n_embd: 32, n_positions: 32, vocab_size: 300, attn_only: true });
@@ -98,21 +98,13 @@ describe("adapter", () => {
   });
 });
 
-function rowsFor(lengths: number[], seed: number): number[][] {
-  let s = seed;
-  const next = (): number => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s % V;
-  };
-  return lengths.map((n) => Array.from({ length: n }, next));
-}
 
 describe("trace", () => {
   it.each([
     { label: "batch 1", lengths: [9] },
     { label: "padded batch of 3", lengths: [7, 3, 5] },
   ])("every available hook equals the float64 reference within 1e-4 ($label)", async ({ lengths }) => {
-    const rows = rowsFor(lengths, 17 + lengths.length);
+    const rows = lcgRows(lengths, 17 + lengths.length, V);
     const t = await model.trace(rows, { hooks: () => true });
     const Smax = Math.max(...lengths);
     const padded = rows.map((r) => [...r, ...new Array<number>(Smax - r.length).fill(0)]);
@@ -126,16 +118,7 @@ describe("trace", () => {
       expect(r, `reference lacks ${name}`).toBeDefined();
       const a = t.cache.get(name);
       expect(a.dims).toEqual(r!.dims);
-      const posAxes = a.labels.flatMap((l, i) => (l === "pos" || l === "query_pos" || l === "key_pos" ? [i] : []));
-      worst[name] = maxAbsDiff(a.data, r!.data, (flat) => {
-        const idx: number[] = [];
-        let rest = flat;
-        for (let ax = a.dims.length - 1; ax >= 0; ax--) {
-          idx[ax] = rest % a.dims[ax]!;
-          rest = Math.floor(rest / a.dims[ax]!);
-        }
-        return posAxes.every((ax) => idx[ax]! < lengths[idx[0]!]!);
-      });
+      worst[name] = maxAbsDiff(a.data, r!.data, realPositions(a, lengths));
     }
     // The reference has no MLP-side tensors either.
     for (const s of MLP_SIDE) expect(ref.cache.has(`blocks.0.${s}`)).toBe(false);

@@ -24,7 +24,7 @@ import { legacyGpt2Graph, type LegacyOptions } from "../../src/synthetic/forms/l
 import { buildGpt2Graph } from "../../src/synthetic/gpt2-graph.js";
 import type { Gpt2Weights } from "../../src/synthetic/weights.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
-import { FOUR_LAYER, makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";
+import { FOUR_LAYER, lcgRows, makeTestModel, maxAbsDiff, realPositions, type TestModel } from "../helpers/models.js";
 
 const VARIANTS: { label: string; config: Gpt2Config; seed: number; opts: LegacyOptions }[] = [
   { label: "mul-sub mask, past_N, attention_mask, Gemm, initializers as inputs", config: TINY_GPT2, seed: 7, opts: { initializersAsInputs: true } },
@@ -34,14 +34,6 @@ const VARIANTS: { label: string; config: Gpt2Config; seed: number; opts: LegacyO
   { label: "where mask, past_N split apart, no attention_mask", config: TINY_GPT2, seed: 11, opts: { mask: "where", attentionMask: false, pastUnstack: "split" } },
 ];
 
-function rowsFor(lengths: number[], seed: number, vocab: number): number[][] {
-  let s = seed;
-  const next = (): number => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s % vocab;
-  };
-  return lengths.map((n) => Array.from({ length: n }, next));
-}
 
 const pad = (rows: number[][]) => {
   const S = Math.max(...rows.map((r) => r.length));
@@ -74,7 +66,7 @@ describe.each(VARIANTS)("legacy graph: $label", ({ config, seed, opts }) => {
     const ops = new Set(g.nodes.map((n) => n.opType));
     expect(ops.has("Where")).toBe(opts.mask === "where");
     expect(g.nodes.find((n) => n.opType === "Split")!.input).toHaveLength(1);
-    const rows = rowsFor([7, 4], 3, config.vocab_size);
+    const rows = lcgRows([7, 4], 3, config.vocab_size);
     const { ids, mask } = pad(rows);
     const feeds: Record<string, ort.Tensor> = { input_ids: i64(ids) };
     if (opts.attentionMask !== false) feeds.attention_mask = i64(mask);
@@ -105,7 +97,7 @@ describe.each(VARIANTS)("legacy graph: $label", ({ config, seed, opts }) => {
     { label: "padded batch of 3", lengths: [7, 3, 5] },
   ])("every hook equals the float64 reference within 1e-4 ($label)", async ({ lengths }) => {
     const V = config.vocab_size;
-    const rows = rowsFor(lengths, 11 + lengths.length, V);
+    const rows = lcgRows(lengths, 11 + lengths.length, V);
     const t = await model.trace(rows, { hooks: () => true });
     const { ids, mask } = pad(rows);
     const Smax = ids[0]!.length;
@@ -118,15 +110,9 @@ describe.each(VARIANTS)("legacy graph: $label", ({ config, seed, opts }) => {
       const r = ref.cache.get(name)!;
       const a = t.cache.get(name);
       expect(a.dims, name).toEqual(r.dims);
-      const posAxes = a.labels.flatMap((lab, i) => (lab === "pos" || lab === "query_pos" || lab === "key_pos" ? [i] : []));
+      const real = realPositions(a, lengths);
       worst[name] = maxAbsDiff(a.data, r.data, (flat) => {
-        const idx: number[] = [];
-        let rest = flat;
-        for (let ax = a.dims.length - 1; ax >= 0; ax--) {
-          idx[ax] = rest % a.dims[ax]!;
-          rest = Math.floor(rest / a.dims[ax]!);
-        }
-        if (!posAxes.every((ax) => idx[ax]! < lengths[idx[0]!]!)) return false;
+        if (!real(flat)) return false;
         if (name.endsWith("hook_attn_scores") && r.data[flat]! < -1e30) {
           // Masked by the legacy graph's own constant (-1e4), not float32's minimum.
           expect(a.data[flat]!).toBeLessThanOrEqual(-1e4 + 100);
@@ -143,7 +129,7 @@ describe.each(VARIANTS)("legacy graph: $label", ({ config, seed, opts }) => {
   });
 
   it("zeroHead equals the reference with the head's c_proj rows zeroed", async () => {
-    const P = rowsFor([10], 5, config.vocab_size)[0]!;
+    const P = lcgRows([10], 5, config.vocab_size)[0]!;
     const dh = config.n_embd / config.n_head;
     const w: Gpt2Weights = new Map([...tm.weights].map(([k, v]) => [k, { data: v.data.slice(), dims: [...v.dims] }]));
     w.get("transformer.h.1.attn.c_proj.weight")!.data.fill(0, 1 * dh * config.n_embd, 2 * dh * config.n_embd);
@@ -166,7 +152,7 @@ describe.each(VARIANTS)("legacy graph: $label", ({ config, seed, opts }) => {
     });
 
     it("the attribution table equals the modern graph's", async () => {
-      const P = rowsFor([10], 6, config.vocab_size)[0]!;
+      const P = lcgRows([10], 6, config.vocab_size)[0]!;
       const o = { target: 100, distractor: 201, topK: 12 };
       const a = await model.attribute([P], o);
       const b = await modern.attribute([P], o);
@@ -177,7 +163,7 @@ describe.each(VARIANTS)("legacy graph: $label", ({ config, seed, opts }) => {
     });
 
     it("greedy generation equals the full-sequence reference, on the key/value cache", async () => {
-      const P = rowsFor([6], 8, config.vocab_size)[0]!;
+      const P = lcgRows([6], 8, config.vocab_size)[0]!;
       const g = await model.generate(P, { maxNewTokens: 8 });
       expect(g.cached).toBe(true);
       const seq = [...P];

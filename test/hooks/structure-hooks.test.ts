@@ -20,7 +20,7 @@ import { unscopedNames, type UnscopedOptions } from "../../src/synthetic/forms/u
 import type { Gpt2Weights } from "../../src/synthetic/weights.js";
 import { gpt2Reference } from "../reference/gpt2-forward.js";
 import { rejected } from "../helpers/errors.js";
-import { FOUR_LAYER, makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";
+import { FOUR_LAYER, lcgRows, makeTestModel, maxAbsDiff, realPositions, type TestModel } from "../helpers/models.js";
 import { addDropouts, gpt2DropoutSites } from "./_dropouts.js";
 
 const ATTN_ONLY = gpt2Config({ n_layer: 2, n_head: 4, n_embd: 32, n_positions: 32, vocab_size: 300, attn_only: true });
@@ -60,20 +60,12 @@ afterAll(async () => {
   }
 });
 
-function rowsFor(lengths: number[], seed: number, vocab: number): number[][] {
-  let s = seed;
-  const next = (): number => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s % vocab;
-  };
-  return lengths.map((n) => Array.from({ length: n }, next));
-}
 
 /** Worst |hook - reference| per hook (real positions only), logits included. */
 async function worstDiffs(l: Loaded, lengths: number[]): Promise<Record<string, number>> {
   const { model, tm } = l;
   const V = tm.arch.vocab_size;
-  const rows = rowsFor(lengths, 11 + lengths.length, V);
+  const rows = lcgRows(lengths, 11 + lengths.length, V);
   const t = await model.trace(rows, { hooks: () => true });
   const Smax = Math.max(...lengths);
   const padded = rows.map((r) => [...r, ...new Array<number>(Smax - r.length).fill(0)]);
@@ -85,16 +77,7 @@ async function worstDiffs(l: Loaded, lengths: number[]): Promise<Record<string, 
     expect(r, `reference lacks ${name}`).toBeDefined();
     const a = t.cache.get(name);
     expect(a.dims, name).toEqual(r!.dims);
-    const posAxes = a.labels.flatMap((lab, i) => (lab === "pos" || lab === "query_pos" || lab === "key_pos" ? [i] : []));
-    worst[name] = maxAbsDiff(a.data, r!.data, (flat) => {
-      const idx: number[] = [];
-      let rest = flat;
-      for (let ax = a.dims.length - 1; ax >= 0; ax--) {
-        idx[ax] = rest % a.dims[ax]!;
-        rest = Math.floor(rest / a.dims[ax]!);
-      }
-      return posAxes.every((ax) => idx[ax]! < lengths[idx[0]!]!);
-    });
+    worst[name] = maxAbsDiff(a.data, r!.data, realPositions(a, lengths));
   }
   worst.logits = maxAbsDiff(t.logits.data, ref.logits.data, (i) => Math.floor(i / V) % Smax < lengths[Math.floor(i / (Smax * V))]!);
   return worst;

@@ -5,36 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Model, runtimeOf } from "../../src/model/model.js";
-import { TINY_GPT2, type Gpt2Config } from "../../src/synthetic/config.js";
+import { TINY_GPT2 } from "../../src/synthetic/config.js";
 import { gpt2Reference, type RefResult } from "../reference/gpt2-forward.js";
-import { FOUR_LAYER, makeTestModel, maxAbsDiff, type TestModel } from "../helpers/models.js";
+import { FOUR_LAYER, lcgRows, makeTestModel, maxAbsDiff, realPositions, type TestModel } from "../helpers/models.js";
 import type { Activation } from "../../src/trace/activation.js";
 
 const TOL = 1e-4;
 
-function rowsFor(c: Gpt2Config, lengths: number[], seed: number): number[][] {
-  let s = seed;
-  const next = (): number => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s % c.vocab_size;
-  };
-  return lengths.map((n) => Array.from({ length: n }, next));
-}
 
-/** True for flat indices whose pos/query_pos/key_pos coordinates are real tokens of their row. */
-function realPositions(act: Activation, lengths: number[]): (i: number) => boolean {
-  const posAxes = act.labels.flatMap((l, i) => (l === "pos" || l === "query_pos" || l === "key_pos" ? [i] : []));
-  return (flat) => {
-    const idx = new Array<number>(act.dims.length);
-    let r = flat;
-    for (let a = act.dims.length - 1; a >= 0; a--) {
-      idx[a] = r % act.dims[a]!;
-      r = Math.floor(r / act.dims[a]!);
-    }
-    const len = lengths[idx[0]!]!;
-    return posAxes.every((a) => idx[a]! < len);
-  };
-}
 
 describe.each([
   { label: "2-layer", config: TINY_GPT2 },
@@ -65,7 +43,7 @@ describe.each([
     { label: "batch 1", lengths: [9] },
     { label: "padded batch of 3", lengths: [7, 3, 5] },
   ])("every hook within 1e-4 ($label)", async ({ lengths }) => {
-    const rows = rowsFor(config, lengths, lengths.length * 31 + config.n_layer);
+    const rows = lcgRows(lengths, lengths.length * 31 + config.n_layer, config.vocab_size);
     const t = await model.trace(rows, { hooks: () => true });
     const S = Math.max(...lengths);
     const padded = rows.map((r) => [...r, ...new Array<number>(S - r.length).fill(0)]);
@@ -90,7 +68,7 @@ describe.each([
   });
 
   it("patched logits equal the unpatched graph's within 1e-6", async () => {
-    const rows = rowsFor(config, [12, 4], 5);
+    const rows = lcgRows([12, 4], 5, config.vocab_size);
     const patched = await model.trace(rows, { hooks: () => true });
     const plain = await model.forward(rows);
     expect(plain.dims).toEqual(patched.logits.dims);
@@ -98,7 +76,7 @@ describe.each([
   });
 
   it("caches only the requested hooks, and positions select query positions", async () => {
-    const rows = rowsFor(config, [8], 3);
+    const rows = lcgRows([8], 3, config.vocab_size);
     const full = await model.trace(rows, { hooks: ["blocks.1.attn.hook_pattern", "blocks.0.hook_resid_post"] });
     expect(full.cache.has("blocks.0.hook_resid_post")).toBe(true);
     expect(full.cache.has("blocks.0.hook_resid_pre")).toBe(false);
